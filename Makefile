@@ -24,8 +24,8 @@ demo: $(VENV)/.installed-train  ## the offline demo: synthetic release, tiny ViT
 test: $(VENV)/.installed-test  ## the test suite, CPU only, no network
 	$(BIN)/python -m pytest
 
-benchmarks: $(VENV)/.installed-test
-	$(BIN)/python -m benchmarks
+benchmarks: $(VENV)/.installed-test  ## every benchmark; figures go to stdout (see benchmarks/README.md)
+	for script in benchmarks/*.py; do $(BIN)/python $$script || exit 1; done
 
 clean:
 	rm -rf $(VENV) demo-output .pytest_cache
