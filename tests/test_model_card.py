@@ -1,0 +1,249 @@
+"""The model card: Hub-parsable model-index with AUCs and intervals, the text a reader needs, and no secrets."""
+
+import math
+import re
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from huggingface_hub import ModelCard
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+if str(REPO_ROOT) not in sys.path:  # the recipe and model_card/ run from a clone, as transformers' examples do
+    sys.path.insert(0, str(REPO_ROOT))
+
+from model_card import ModelCardInputs, write_model_card  # noqa: E402
+from nih_chestxray14 import LABELS  # noqa: E402
+
+FAKE_TOKEN = "hf_" + "Q" * 34
+
+
+def realistic_metrics(seed, *, intervals, undefined=()):
+    """A metric dict shaped like roc_auc_multilabel's output (keys without the Trainer's prefix)."""
+    rng = np.random.default_rng(seed)
+    per_class = {label: float(rng.uniform(0.68, 0.92)) for label in LABELS}
+    for label in undefined:
+        per_class[label] = float("nan")
+    metrics = {"loss": float(rng.uniform(0.14, 0.18)), "roc_auc": float(np.nanmean(list(per_class.values())))}
+    for label, auc in per_class.items():
+        metrics[f"roc_auc_{label}"] = auc
+    if intervals:
+        for key in [k for k in metrics if k.startswith("roc_auc")]:
+            half_width = float(rng.uniform(0.005, 0.03))
+            metrics[f"{key}_ci_low"] = metrics[key] - half_width
+            metrics[f"{key}_ci_high"] = metrics[key] + half_width
+    return metrics
+
+
+def make_inputs(**overrides):
+    fields = dict(
+        model_name="someone/vit-chestxray14",
+        base_model="google/vit-base-patch16-224-in21k",
+        dataset_name="nih_chestxray14",
+        dataset_config_name="resized-256",
+        validation_fraction=0.1,
+        label_names=LABELS,
+        validation_metrics=realistic_metrics(1, intervals=False),
+        test_metrics=realistic_metrics(2, intervals=True, undefined=("Hernia",)),
+        hyperparameters={
+            "learning_rate": 2e-4,
+            "per_device_train_batch_size": 128,
+            "num_train_epochs": 3,
+            "seed": 42,
+            "optim": "adamw_torch_fused",
+            "bf16": True,
+            "hub_token": FAKE_TOKEN,
+        },
+        hardware="1x NVIDIA H100 80GB",
+        train_runtime_s=2712.6,
+        train_samples_per_second=3104.2,
+        plots={"Training loss and learning rate": "training_curves.png", "ROC curves, test split": "roc_curves.png"},
+        num_train_samples=78024,
+        num_validation_samples=8500,
+        num_test_samples=25596,
+    )
+    fields.update(overrides)
+    return ModelCardInputs(**fields)
+
+
+@pytest.fixture(scope="module")
+def written(tmp_path_factory):
+    output_dir = tmp_path_factory.mktemp("vit-chestxray14")
+    inputs = make_inputs()
+    card = write_model_card(output_dir, inputs)
+    return inputs, output_dir / "README.md", card
+
+
+def expected_results(inputs):
+    """(split, metric type, metric name) -> value, derived from the inputs, NaNs left out."""
+    expected = {}
+    for split, metrics in (("validation", inputs.validation_metrics), ("test", inputs.test_metrics)):
+        for label in (None, *LABELS):
+            key = "roc_auc" if label is None else f"roc_auc_{label}"
+            name = "macro ROC AUC" if label is None else f"ROC AUC ({label})"
+            if key not in metrics or math.isnan(metrics[key]):
+                continue
+            expected[(split, "roc_auc", name)] = metrics[key]
+            for bound, word in (("low", "lower"), ("high", "upper")):
+                if f"{key}_ci_{bound}" in metrics:
+                    expected[(split, f"roc_auc_ci_{bound}", f"{name}, 95% CI {word} bound")] = metrics[
+                        f"{key}_ci_{bound}"
+                    ]
+    return expected
+
+
+def test_hub_card_loader_reads_every_result_back(written):
+    inputs, readme, _ = written
+    card = ModelCard.load(readme)
+    results = card.data.eval_results
+    read_back = {(r.dataset_split, r.metric_type, r.metric_name): r.metric_value for r in results}
+    expected = expected_results(inputs)
+    assert read_back.keys() == expected.keys()
+    for key, value in expected.items():
+        assert read_back[key] == pytest.approx(value, abs=5e-5), key
+    assert card.data.model_name == "someone/vit-chestxray14"
+    for result in results:
+        assert result.task_type == "image-classification"
+        assert result.dataset_type == "nih_chestxray14"
+        assert result.dataset_config == "resized-256"
+        assert result.dataset_split in {"validation", "test"}
+
+
+def test_metadata_names_base_model_dataset_license_and_tags(written):
+    card = ModelCard.load(written[1])
+    assert card.data.base_model == "google/vit-base-patch16-224-in21k"
+    assert card.data.datasets == ["nih_chestxray14"]
+    assert card.data.license == "apache-2.0"
+    assert card.data.pipeline_tag == "image-classification"
+    assert card.data.library_name == "transformers"
+    assert {"medical-imaging", "chest-x-ray", "vision", "image-classification", "vit"} <= set(card.data.tags)
+
+
+def test_undefined_auc_is_left_out_of_metadata_and_shown_as_na(written):
+    inputs, readme, _ = written
+    text = readme.read_text(encoding="utf-8")
+    card = ModelCard.load(readme)
+    assert not [r for r in card.data.eval_results if r.dataset_split == "test" and "Hernia" in r.metric_name]
+    assert [r for r in card.data.eval_results if r.dataset_split == "validation" and "Hernia" in r.metric_name]
+    assert "nan" not in card.data.to_yaml().lower()
+    hernia_row = next(line for line in text.splitlines() if line.startswith("| Hernia |"))
+    validation_cell, test_cell = [cell.strip() for cell in hernia_row.strip("|").split("|")][1:]
+    assert validation_cell == f"{inputs.validation_metrics['roc_auc_Hernia']:.4f}"
+    assert test_cell == "n/a"
+
+
+def test_results_table_shows_auc_with_interval(written):
+    inputs, readme, _ = written
+    text = readme.read_text(encoding="utf-8")
+    m = inputs.test_metrics
+    assert (
+        f"| **Macro average** | {inputs.validation_metrics['roc_auc']:.4f} | "
+        f"{m['roc_auc']:.4f} ({m['roc_auc_ci_low']:.4f}–{m['roc_auc_ci_high']:.4f}) |"
+    ) in text
+    for label in LABELS:
+        assert re.search(rf"^\| {label} \| [0-9.]+ \| ", text, re.MULTILINE) or label == "Hernia", label
+
+
+def test_text_explains_split_training_use_limits_and_citations(written):
+    text = written[1].read_text(encoding="utf-8")
+    assert "10% of the train_val *patients*" in text
+    assert "no patient is in two splits" in text
+    assert "split the images at random" in text  # the tutorial's leak, named
+    assert "| learning_rate | 0.0002 |" in text and "| optim | adamw_torch_fused |" in text
+    assert "1x NVIDIA H100 80GB" in text and "0:45:13 (h:mm:ss)" in text and "3,104.2 training images/s" in text
+    assert "![Training loss and learning rate](training_curves.png)" in text
+    assert "![ROC curves, test split](roc_curves.png)" in text
+    assert "not a medical device" in text and "must not be used to diagnose" in text
+    assert "natural language processing" in text and "Oakden-Rayner" in text and "NIH Clinical Center" in text
+    for citation in ("wang2017chestxray8", "dosovitskiy2021vit", "delong1988comparing", "sun2014fast"):
+        assert f"{{{citation}," in text
+
+
+def test_no_token_reaches_the_card(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_TOKEN", "hf_" + "Z" * 34)
+    inputs = make_inputs(
+        hardware="1x NVIDIA H100 80GB",
+        hyperparameters={"learning_rate": 1e-4, "hub_token": FAKE_TOKEN, "push_to_hub_token": "hf_" + "Z" * 34,
+                         "run_name": "uses hf_" + "Z" * 34},
+    )
+    write_model_card(tmp_path, inputs)
+    text = (tmp_path / "README.md").read_text(encoding="utf-8")
+    assert FAKE_TOKEN not in text and "Z" * 34 not in text
+    assert "hub_token" not in text
+    assert "| learning_rate | 0.0001 |" in text
+
+
+def test_without_test_predictions_only_validation_is_published(tmp_path):
+    card = write_model_card(tmp_path, make_inputs(test_metrics={}))
+    assert {r.dataset_split for r in ModelCard.load(tmp_path / "README.md").data.eval_results} == {"validation"}
+    assert "The official test split was not scored" in card.text
+
+
+def test_a_card_with_no_finite_result_still_loads(tmp_path):
+    nan = float("nan")
+    inputs = make_inputs(validation_metrics={"roc_auc": nan}, test_metrics={}, base_model=None)
+    write_model_card(tmp_path, inputs)
+    card = ModelCard.load(tmp_path / "README.md")
+    assert not card.data.eval_results
+    assert card.data.base_model is None
+    assert "Trained from a random initialisation" in card.text
+
+
+def test_a_local_dataset_folder_is_not_written_into_the_card(tmp_path):
+    export = tmp_path / "exported-parquet"
+    export.mkdir()
+    card = write_model_card(tmp_path / "out", make_inputs(dataset_name=str(export), validation_fraction=None))
+    content = (tmp_path / "out" / "README.md").read_text(encoding="utf-8")
+    assert str(tmp_path) not in content
+    assert ModelCard.load(tmp_path / "out" / "README.md").data.datasets == ["nih_chestxray14"]
+    assert "a share of the train_val *patients*" in card.text
+
+
+def test_rewriting_replaces_the_card_and_leaves_no_partial_file(tmp_path):
+    (tmp_path / "README.md").write_text("old card")
+    write_model_card(tmp_path, make_inputs())
+    assert (tmp_path / "README.md").read_text(encoding="utf-8").startswith("---\n")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["README.md"]
+
+
+@pytest.mark.parametrize(
+    "overrides, field",
+    [
+        ({"plots": {"ROC": "/abs/roc.png"}}, "plots"),
+        ({"plots": {"ROC": "../roc.png"}}, "plots"),
+        ({"test_metrics": {"roc_auc": "high"}}, "test_metrics['roc_auc']"),
+        ({"model_name": " "}, "model_name"),
+        ({"validation_fraction": 1.5}, "validation_fraction"),
+        ({"label_names": ("Mass", "Mass")}, "label_names"),
+    ],
+)
+def test_bad_inputs_are_named(overrides, field):
+    with pytest.raises(ValueError, match=re.escape(field)):
+        make_inputs(**overrides)
+
+
+def test_the_cards_usage_example_runs_and_gives_14_sigmoid_scores(tmp_path, monkeypatch):
+    torch = pytest.importorskip("torch")
+    from PIL import Image
+    from transformers import ViTConfig, ViTForImageClassification, ViTImageProcessor
+
+    config = ViTConfig(
+        image_size=32, patch_size=16, num_channels=3, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+        intermediate_size=32, num_labels=len(LABELS), problem_type="multi_label_classification",
+        id2label=dict(enumerate(LABELS)), label2id={label: i for i, label in enumerate(LABELS)},
+    )
+    torch.manual_seed(0)
+    ViTForImageClassification(config).save_pretrained(tmp_path / "tiny-vit")
+    ViTImageProcessor(size={"height": 32, "width": 32}).save_pretrained(tmp_path / "tiny-vit")
+    card = write_model_card(tmp_path / "tiny-vit", make_inputs(model_name="tiny-vit"))
+
+    snippet = re.search(r"```python\n(.*?)```", card.text, re.DOTALL).group(1)
+    monkeypatch.chdir(tmp_path)
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (64, 64), dtype=np.uint8)).save("chest_x_ray.png")
+    namespace = {}
+    exec(compile(snippet, "model card usage example", "exec"), namespace)
+    scores = namespace["scores"]
+    assert sorted(s["label"] for s in scores) == sorted(LABELS)
+    assert all(0.0 < s["score"] < 1.0 for s in scores)
+    assert sum(s["score"] for s in scores) != pytest.approx(1.0, abs=1e-3)  # independent sigmoids, not a softmax
