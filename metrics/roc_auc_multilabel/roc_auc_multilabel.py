@@ -1,0 +1,229 @@
+"""ROC AUC for multi-label classification: exact per-class and averaged AUC, with DeLong confidence intervals."""
+
+import datasets
+import evaluate
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from .multilabel_auc import multilabel_roc_auc, validate_inputs
+
+_DESCRIPTION = """\
+Area under the ROC curve (ROC AUC) of a multi-label classifier, for each class and averaged over classes, with
+optional confidence intervals.
+
+For one class, ROC AUC is the probability that a randomly drawn positive case is scored higher than a randomly drawn
+negative case (ties count one half). It is computed exactly, as the Mann-Whitney statistic, so it equals
+scikit-learn's `roc_auc_score` to rounding, whichever version is installed.
+
+- `average="macro"` (default): the mean of the per-class AUCs. This is the "mean AUC" of the chest X-ray literature.
+- `average="weighted"`: the per-class AUCs weighted by each class's number of positive cases.
+- `average="micro"`: all (case, class) entries pooled into one binary problem.
+- `average=None`: one AUC per class.
+
+A class whose references are all 0 or all 1 has no AUC: it is NaN, left out of the macro and weighted averages, and
+a warning names it. Confidence intervals use DeLong's variance (fast algorithm of Sun & Xu, 2014) and, for the
+averages, DeLong's covariance across classes, which share their cases; see the metric card.
+"""
+
+_KWARGS_DESCRIPTION = """
+Args:
+    references (`array-like` of shape `(N, C)`): 0/1 ground truth, `references[i][c] == 1` when case `i` has class
+        `c` (multi-hot rows).
+    prediction_scores (`array-like` of shape `(N, C)`): finite real scores, one per case and class: sigmoid
+        probabilities, logits, or any score where higher means "more likely positive". Only their order within a
+        class matters.
+    average (`str` or `None`, defaults to `"macro"`): `"macro"`, `"weighted"`, `"micro"`, or `None` for a list of
+        per-class AUCs.
+    label_names (`list` of `str`, optional): one name per class (column). Adds a key `roc_auc_<name>` per class.
+    confidence_level (`float`, optional): e.g. `0.95`. Adds `roc_auc_ci_low` and `roc_auc_ci_high` for the requested
+        average (lists when `average=None`) and, with `label_names`, `roc_auc_<name>_ci_low` and
+        `roc_auc_<name>_ci_high` per class.
+
+Returns:
+    `dict` of plain Python `float`s (lists of floats for `average=None`):
+        roc_auc: the requested average, or the list of per-class AUCs.
+        roc_auc_ci_low, roc_auc_ci_high: its confidence interval, with `confidence_level`.
+        roc_auc_<name>, roc_auc_<name>_ci_low, roc_auc_<name>_ci_high: per class, with `label_names`.
+    An undefined per-class AUC is `float("nan")`.
+
+Raises:
+    ValueError: for references that are not 0/1, scores that are NaN or infinite, shapes that differ or are not 2-D,
+        `label_names` whose length is not C, a `confidence_level` outside (0, 1), or an unknown `average`.
+
+Examples:
+    Three findings on eight images; `scores` are sigmoid outputs.
+
+    >>> import evaluate
+    >>> auc = evaluate.load("metrics/roc_auc_multilabel")
+    >>> references = [[1, 0, 0], [0, 1, 0], [1, 1, 0], [0, 0, 1], [0, 1, 1], [1, 0, 0], [0, 0, 0], [0, 1, 1]]
+    >>> scores = [
+    ...     [0.8, 0.1, 0.3],
+    ...     [0.3, 0.7, 0.2],
+    ...     [0.2, 0.4, 0.2],
+    ...     [0.4, 0.2, 0.9],
+    ...     [0.1, 0.8, 0.4],
+    ...     [0.5, 0.3, 0.4],
+    ...     [0.6, 0.2, 0.1],
+    ...     [0.3, 0.5, 0.7],
+    ... ]
+    >>> auc.compute(references=references, prediction_scores=scores)
+    {'roc_auc': 0.8777777777777778}
+
+    One AUC per class, and the other averages:
+
+    >>> auc.compute(references=references, prediction_scores=scores, average=None)
+    {'roc_auc': [0.6666666666666666, 1.0, 0.9666666666666667]}
+    >>> auc.compute(references=references, prediction_scores=scores, average="weighted")
+    {'roc_auc': 0.89}
+    >>> auc.compute(references=references, prediction_scores=scores, average="micro")
+    {'roc_auc': 0.8928571428571429}
+
+    Named classes with 95% confidence intervals:
+
+    >>> results = auc.compute(
+    ...     references=references,
+    ...     prediction_scores=scores,
+    ...     label_names=["Atelectasis", "Cardiomegaly", "Effusion"],
+    ...     confidence_level=0.95,
+    ... )
+    >>> {key: round(value, 3) for key, value in results.items() if not key.startswith("roc_auc_E")}
+    {'roc_auc': 0.878, 'roc_auc_ci_low': 0.612, 'roc_auc_ci_high': 0.97, 'roc_auc_Atelectasis': 0.667, 'roc_auc_Atelectasis_ci_low': 0.165, 'roc_auc_Atelectasis_ci_high': 0.953, 'roc_auc_Cardiomegaly': 1.0, 'roc_auc_Cardiomegaly_ci_low': 1.0, 'roc_auc_Cardiomegaly_ci_high': 1.0}
+
+    Batches can be added one at a time, as in an evaluation loop:
+
+    >>> for start in range(0, 8, 4):
+    ...     auc.add_batch(references=references[start:start + 4], prediction_scores=scores[start:start + 4])
+    >>> auc.compute()
+    {'roc_auc': 0.8777777777777778}
+"""
+
+_CITATION = """\
+@article{delong1988comparing,
+  title   = {Comparing the Areas under Two or More Correlated Receiver Operating Characteristic Curves:
+             A Nonparametric Approach},
+  author  = {DeLong, Elizabeth R. and DeLong, David M. and Clarke-Pearson, Daniel L.},
+  journal = {Biometrics},
+  volume  = {44},
+  number  = {3},
+  pages   = {837--845},
+  year    = {1988},
+  doi     = {10.2307/2531595}
+}
+@article{sun2014fast,
+  title   = {Fast Implementation of {DeLong}'s Algorithm for Comparing the Areas Under Correlated Receiver
+             Operating Characteristic Curves},
+  author  = {Sun, Xu and Xu, Weichao},
+  journal = {IEEE Signal Processing Letters},
+  volume  = {21},
+  number  = {11},
+  pages   = {1389--1393},
+  year    = {2014},
+  doi     = {10.1109/LSP.2014.2337313}
+}
+@article{hanley1982meaning,
+  title   = {The Meaning and Use of the Area under a Receiver Operating Characteristic ({ROC}) Curve},
+  author  = {Hanley, James A. and McNeil, Barbara J.},
+  journal = {Radiology},
+  volume  = {143},
+  number  = {1},
+  pages   = {29--36},
+  year    = {1982},
+  doi     = {10.1148/radiology.143.1.7063747}
+}
+"""
+
+# Arrow list offsets are int32: larger inputs are written in several tables.
+_MAX_ENTRIES_PER_TABLE = 2**31 - 1
+
+
+def _to_arrow_table(labels: np.ndarray, scores: np.ndarray) -> pa.Table:
+    """Two list columns from ``(n, C)`` arrays, built from the flat buffers in one step (no per-row Python)."""
+    num_rows, num_classes = labels.shape
+    offsets = pa.array(np.arange(0, num_rows * num_classes + 1, num_classes, dtype=np.int32))
+    return pa.table(
+        {
+            "references": pa.ListArray.from_arrays(offsets, pa.array(labels.astype(np.int8).ravel())),
+            "prediction_scores": pa.ListArray.from_arrays(offsets, pa.array(scores.astype(np.float64).ravel())),
+        }
+    )
+
+
+def _to_matrix(column, argument: str) -> np.ndarray:
+    """An ``(N, C)`` NumPy array from a stored Arrow list column (or from anything NumPy can read)."""
+    if not isinstance(column, (pa.Array, pa.ChunkedArray)):
+        return np.asarray(column)
+    if isinstance(column, pa.ChunkedArray):
+        column = column.combine_chunks()
+    if len(column) == 0:
+        raise ValueError("no examples to evaluate: pass references and prediction_scores, or call add_batch first")
+    if column.null_count:
+        raise ValueError(f"{argument} has a missing row: every row needs C values")
+    lengths = pc.list_value_length(column)
+    extremes = pc.min_max(lengths)
+    shortest, longest = extremes["min"].as_py(), extremes["max"].as_py()
+    if shortest != longest:
+        raise ValueError(
+            f"{argument} rows have between {shortest} and {longest} entries: every row needs the same number of "
+            "classes C"
+        )
+    return column.flatten().to_numpy(zero_copy_only=False).reshape(len(column), longest)
+
+
+@evaluate.utils.file_utils.add_start_docstrings(_DESCRIPTION, _KWARGS_DESCRIPTION)
+class RocAucMultilabel(evaluate.Metric):
+    """Multi-label ROC AUC per class and averaged, with DeLong confidence intervals."""
+
+    def _info(self):
+        info = evaluate.MetricInfo(
+            description=_DESCRIPTION,
+            citation=_CITATION,
+            inputs_description=_KWARGS_DESCRIPTION,
+            features=datasets.Features(
+                {
+                    "references": datasets.List(datasets.Value("int8")),
+                    "prediction_scores": datasets.List(datasets.Value("float64")),
+                }
+            ),
+            reference_urls=[
+                "https://doi.org/10.2307/2531595",
+                "https://doi.org/10.1109/LSP.2014.2337313",
+                "https://scikit-learn.org/stable/modules/generated/sklearn.metrics.roc_auc_score.html",
+            ],
+        )
+        # Hand the stored columns to _compute as Arrow arrays, which become (N, C) NumPy arrays without a Python
+        # object per value. (MetricInfo's own check only allows a format with scalar features, so it is set here.)
+        info.format = "arrow"
+        return info
+
+    def add_batch(self, *, references=None, prediction_scores=None):
+        """Add a batch of references and prediction scores, each of shape ``(batch_size, C)``.
+
+        The batch is checked (shapes, 0/1 references, finite scores) and written to Arrow column by column.
+
+        Raises:
+            ValueError: as ``compute`` does for bad inputs, or when C differs from that of an earlier batch.
+        """
+        labels, scores = validate_inputs(references, prediction_scores)
+        num_classes = labels.shape[1]
+        if self.writer is None:
+            self.selected_feature_format = self.features
+            self._init_writer()
+            self._num_classes = num_classes
+        elif getattr(self, "_num_classes", None) not in (None, num_classes):
+            raise ValueError(
+                f"this batch has {num_classes} classes (columns) but earlier batches had {self._num_classes}"
+            )
+        rows_per_table = max(1, _MAX_ENTRIES_PER_TABLE // num_classes)
+        for start in range(0, labels.shape[0], rows_per_table):
+            stop = start + rows_per_table
+            self.writer.write_table(_to_arrow_table(labels[start:stop], scores[start:stop]))
+
+    def _compute(self, references, prediction_scores, average="macro", label_names=None, confidence_level=None):
+        return multilabel_roc_auc(
+            _to_matrix(references, "references"),
+            _to_matrix(prediction_scores, "prediction_scores"),
+            average=average,
+            label_names=label_names,
+            confidence_level=confidence_level,
+        )
