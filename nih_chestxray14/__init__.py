@@ -1,5 +1,54 @@
-"""NIH ChestX-ray14 for the Hugging Face ecosystem (work in progress: the builder lands next)."""
+"""NIH ChestX-ray14 for the Hugging Face ecosystem.
 
+Importing this package makes the builder reachable from ``datasets``::
+
+    import nih_chestxray14
+    from datasets import load_dataset
+    ds = load_dataset("nih_chestxray14", data_dir="/data/nih")                  # NIH's 1024 x 1024 PNGs
+    ds = load_dataset("nih_chestxray14", "resized-256", data_dir="/data/nih")  # resized once, for fast training
+    ds = load_dataset("nih_chestxray14", data_dir="/data/nih", streaming=True)
+
+``nih_chestxray14.load(name, data_dir, split, streaming, num_proc, cache_dir, **config_kwargs)`` does the same
+without the registry, and ``nih_chestxray14.NIHChestXray14`` is the ``datasets.GeneratorBasedBuilder`` itself.
+
+``data_dir`` holds NIH's metadata (``Data_Entry_2017_v2020.csv`` or Kaggle's ``Data_Entry_2017.csv``,
+``train_val_list.txt``, ``test_list.txt``, optionally ``BBox_List_2017.csv``) and the images as NIH's archives
+``images_001.tar.gz`` … (or ``images_01.tar.gz`` …), read in place, or extracted as ``images/*.png`` or Kaggle's
+``images_0NN/images/*.png``. With no images there, NIH's 12 archives are downloaded through the download manager.
+
+Configs
+    ``default``: NIH's PNG bytes, untouched (integrity-checked: PNG signature, chunk CRCs, IEND).
+    ``resized-224`` / ``resized-256`` / ``resized-512``: shorter side resized once at build time by area averaging,
+    stored as lossless 8-bit grayscale PNG.
+    Parameters: ``validation_fraction`` (default 0.1), ``allow_missing_images`` (default False).
+
+Splits
+    ``test``: NIH's ``test_list.txt`` (25,596 images). ``train`` + ``validation``: ``train_val_list.txt`` (86,524).
+    ``validation`` holds the train_val *patients* whose salted SHA-256 bucket is below ``validation_fraction``
+    (rule in :mod:`nih_chestxray14.splits`): 2,752 patients and 8,569 images by default. No patient is in two splits.
+
+Schema (every config; in this order)
+    ``image`` (``datasets.Image``): the PNG.
+    ``image_id`` (string): ``"00000001_000.png"``.
+    ``patient_id``, ``follow_up``, ``age`` (int32): from the entry CSV.
+    ``sex`` (string): ``"M"`` or ``"F"``. ``view_position`` (string): ``"PA"`` or ``"AP"``.
+    ``original_width``, ``original_height`` (int32): the detector image's size before NIH resized it to 1024.
+    ``pixel_spacing_x``, ``pixel_spacing_y`` (float32): the detector's pixel spacing in mm.
+    ``labels`` (``List(int8, length=14)``): multi-hot in :data:`LABELS` order; "No Finding" is all zeros.
+    ``findings`` (``List(ClassLabel(LABELS))``): the same labels as names.
+    ``bboxes`` (``List({finding: ClassLabel, x, y, w, h: float32})``): the expert boxes of ``BBox_List_2017.csv`` in
+    pixels of the 1024 image ("Infiltrate" there is Infiltration), empty for images without boxes.
+
+Bad input raises a subclass of :class:`nih_chestxray14.errors.NIHChestXray14Error` (or
+:class:`nih_chestxray14.labels.UnknownFindingError`) that names the file, row or archive member.
+"""
+
+from .builder import NIHChestXray14, NIHChestXray14Config
 from .labels import LABELS, NO_FINDING, NUM_LABELS
+from .loading import load
+from .registration import register
+from .schema import FEATURES
 
-__all__ = ["LABELS", "NO_FINDING", "NUM_LABELS"]
+register()
+
+__all__ = ["FEATURES", "LABELS", "NO_FINDING", "NUM_LABELS", "NIHChestXray14", "NIHChestXray14Config", "load"]

@@ -1,0 +1,94 @@
+"""PNG bytes in, PNG bytes out: a cheap integrity check for passing NIH's PNGs through, and the one-time resize.
+
+- :func:`check_png` walks the PNG's chunks and verifies each CRC-32 and the closing ``IEND`` without decoding. It
+  catches truncated and corrupted files at about the cost of reading the bytes once.
+- :func:`resize_png` decodes, resizes the shorter side with area interpolation (``Image.reduce`` for whole factors,
+  else ``Image.resize`` with ``BOX``), and re-encodes losslessly as 8-bit grayscale PNG.
+"""
+
+from __future__ import annotations
+
+import io
+import struct
+import zlib
+from typing import Tuple
+
+from PIL import Image
+
+from .errors import CorruptImageError
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+RESIZED_COMPRESS_LEVEL = 1
+"""zlib level of resized PNGs: level 1 encodes several times faster than the default 6 for files ~10% larger."""
+
+_ADVICE = "download or extract that file again, or remove it and build with allow_missing_images=True"
+
+
+def check_png(data: bytes, where: str) -> None:
+    """Verify that ``data`` is a whole PNG: signature, every chunk's CRC-32, and an ``IEND`` chunk.
+
+    Args:
+        data: the file's bytes.
+        where: the file (or ``archive:member``) to name in the error.
+
+    Raises:
+        CorruptImageError: if the signature is wrong, a chunk runs past the end, a CRC does not match, or the file
+            ends before ``IEND``.
+    """
+    if not data.startswith(PNG_SIGNATURE):
+        raise CorruptImageError(f"{where} is not a PNG file (its first bytes are not the PNG signature); {_ADVICE}")
+    view = memoryview(data)
+    size = len(data)
+    position = len(PNG_SIGNATURE)
+    while position + 12 <= size:
+        length, kind = struct.unpack_from(">I4s", data, position)
+        end = position + 12 + length
+        if end > size:
+            break
+        (expected,) = struct.unpack_from(">I", data, end - 4)
+        if zlib.crc32(view[position + 4:end - 4]) != expected:
+            raise CorruptImageError(
+                f"{where} is corrupt: the CRC of its {kind.decode('latin-1')!r} chunk at byte {position} does not "
+                f"match; {_ADVICE}"
+            )
+        if kind == b"IEND":
+            return
+        position = end
+    raise CorruptImageError(f"{where} is truncated: it ends after {size} bytes, before the PNG's IEND chunk; {_ADVICE}")
+
+
+def resized_size(width: int, height: int, shorter_side: int) -> Tuple[int, int]:
+    """The size after scaling so that the shorter side is ``shorter_side``; images already that small keep theirs."""
+    shorter = min(width, height)
+    if shorter <= shorter_side:
+        return width, height
+    scale = shorter_side / shorter
+    return max(1, round(width * scale)), max(1, round(height * scale))
+
+
+def resize_png(data: bytes, shorter_side: int, where: str, compress_level: int = RESIZED_COMPRESS_LEVEL) -> bytes:
+    """Decode a PNG, resize its shorter side to ``shorter_side`` by area averaging, and encode it as grayscale PNG.
+
+    Colour or alpha PNGs (a few of NIH's are RGBA) are converted to 8-bit grayscale ("L") first.
+
+    Raises:
+        CorruptImageError: if the PNG cannot be decoded (truncated, corrupt, or not an image).
+    """
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            image.load()
+            if image.mode != "L":
+                image = image.convert("L")
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
+        raise CorruptImageError(f"{where} cannot be decoded ({error}); {_ADVICE}") from None
+    width, height = image.size
+    target = resized_size(width, height, shorter_side)
+    if target != (width, height):
+        factor = width // target[0]
+        if width == target[0] * factor and height == target[1] * factor:
+            image = image.reduce(factor)  # exact area average over factor × factor blocks
+        else:
+            image = image.resize(target, Image.Resampling.BOX)
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG", compress_level=compress_level)
+    return buffer.getvalue()

@@ -1,0 +1,61 @@
+"""The features of every config, defined once, and how one metadata row becomes one example.
+
+See the package docstring for the field-by-field description.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Dict, Sequence
+
+import datasets
+
+from .labels import LABELS, multi_hot
+from .metadata import BoundingBox, EntryRow
+
+FEATURES = datasets.Features(
+    {
+        "image": datasets.Image(),
+        "image_id": datasets.Value("string"),
+        "patient_id": datasets.Value("int32"),
+        "follow_up": datasets.Value("int32"),
+        "age": datasets.Value("int32"),
+        "sex": datasets.Value("string"),
+        "view_position": datasets.Value("string"),
+        "original_width": datasets.Value("int32"),
+        "original_height": datasets.Value("int32"),
+        "pixel_spacing_x": datasets.Value("float32"),
+        "pixel_spacing_y": datasets.Value("float32"),
+        "labels": datasets.List(datasets.Value("int8"), length=len(LABELS)),
+        "findings": datasets.List(datasets.ClassLabel(names=list(LABELS))),
+        "bboxes": datasets.List(
+            {
+                "finding": datasets.ClassLabel(names=list(LABELS)),
+                "x": datasets.Value("float32"),
+                "y": datasets.Value("float32"),
+                "w": datasets.Value("float32"),
+                "h": datasets.Value("float32"),
+            }
+        ),
+    }
+)
+"""The schema of all configs (only the image's pixels differ between them)."""
+
+
+def make_example(entry: EntryRow, png: bytes, boxes: Sequence[BoundingBox] = ()) -> Dict[str, Any]:
+    """One example in :data:`FEATURES` order: ``png`` is stored as is, under the image's name."""
+    return {
+        "image": {"bytes": png, "path": entry.image_id},
+        "image_id": entry.image_id,
+        "patient_id": entry.patient_id,
+        "follow_up": entry.follow_up,
+        "age": entry.age,
+        "sex": entry.sex,
+        "view_position": entry.view_position,
+        "original_width": entry.original_width,
+        "original_height": entry.original_height,
+        "pixel_spacing_x": entry.pixel_spacing_x,
+        "pixel_spacing_y": entry.pixel_spacing_y,
+        "labels": multi_hot(entry.findings),
+        "findings": list(entry.findings),
+        "bboxes": [{"finding": box.finding, "x": box.x, "y": box.y, "w": box.w, "h": box.h} for box in boxes],
+    }
