@@ -20,21 +20,13 @@ from datasets.info import DatasetInfosDict
 from datasets.utils.metadata import MetadataConfigs
 from huggingface_hub import DatasetCard, DatasetCardData
 
+from .builder import _CITATION, _HOMEPAGE
 from .labels import LABELS, NO_FINDING
 
 PRETTY_NAME = "NIH ChestX-ray14"
-HOMEPAGE = "https://nihcc.app.box.com/v/ChestXray-NIHCC"
+HOMEPAGE = _HOMEPAGE
 LICENSE_NAME = "nih-chestxray14-terms-of-use"
-
-CITATION_BIBTEX = """@inproceedings{wang2017chestxray8,
-  title     = {ChestX-ray8: Hospital-scale Chest X-ray Database and Benchmarks on Weakly-Supervised Classification
-               and Localization of Common Thorax Diseases},
-  author    = {Wang, Xiaosong and Peng, Yifan and Lu, Le and Lu, Zhiyong and Bagheri, Mohammadhadi and
-               Summers, Ronald M.},
-  booktitle = {Proceedings of the IEEE Conference on Computer Vision and Pattern Recognition (CVPR)},
-  pages     = {2097--2106},
-  year      = {2017}
-}"""
+CITATION_BIBTEX = _CITATION.strip()
 
 FIELD_MEANINGS: Mapping[str, str] = {
     "image": "the X-ray, a grayscale PNG",
@@ -44,13 +36,13 @@ FIELD_MEANINGS: Mapping[str, str] = {
     "age": "patient age in years, as in the entry CSV",
     "sex": "`M` or `F`",
     "view_position": "`PA` (posterior-anterior) or `AP` (anterior-posterior)",
-    "original_width": "width of NIH's original image in pixels",
-    "original_height": "height of NIH's original image in pixels",
-    "pixel_spacing_x": "horizontal pixel spacing of the original image, in mm",
-    "pixel_spacing_y": "vertical pixel spacing of the original image, in mm",
+    "original_width": "width of the detector image before NIH resized it to 1024 px",
+    "original_height": "height of the detector image before NIH resized it to 1024 px",
+    "pixel_spacing_x": "the detector's horizontal pixel spacing, in mm",
+    "pixel_spacing_y": "the detector's vertical pixel spacing, in mm",
     "labels": "multi-hot 0/1 vector of length 14, in the label order above",
     "findings": "the same findings as names",
-    "bboxes": "expert boxes (finding, x, y, w, h in original pixels); empty for images without boxes",
+    "bboxes": "expert boxes (finding, x, y, w, h in pixels of the 1024 px image); empty for images without boxes",
 }
 
 _SIZE_CATEGORIES = ((1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"), (1_000_000, "100K<n<1M"),
