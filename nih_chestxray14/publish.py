@@ -162,7 +162,9 @@ def portable_images(table: pa.Table, features) -> pa.Table:
         column = table[name].combine_chunks()
         image_bytes, image_paths = column.field("bytes"), column.field("path")
         if image_bytes.null_count > column.null_count:
-            return embed_table_storage(table)  # some rows point at files: read them (still no decode)
+            # some rows point at files: read them (still no decode); embed_table_storage finds the Image columns
+            # through the schema's feature metadata
+            return embed_table_storage(table.replace_schema_metadata(features.arrow_schema.metadata))
         names = pc.replace_substring_regex(image_paths, pattern=r"^.*[/\\]", replacement="")
         rebuilt = pa.StructArray.from_arrays([image_bytes, names], fields=list(column.type),
                                              mask=column.is_null() if column.null_count else None)

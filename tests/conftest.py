@@ -7,4 +7,4 @@ os.environ.setdefault("HF_HUB_OFFLINE", "0")
 os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
 os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
 
-pytest_plugins = ["hub_stand_in"]
+pytest_plugins = ["hub_stand_in", "publish_fixtures"]

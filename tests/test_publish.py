@@ -1,0 +1,199 @@
+"""export and push: Parquet in the Hub layout that datasets loads on its own, with a truthful card."""
+
+import hashlib
+import json
+import subprocess
+import sys
+import textwrap
+
+import pyarrow.parquet as pq
+import pytest
+import yaml
+from datasets import Image, load_dataset
+
+import nih_chestxray14
+from nih_chestxray14 import LABELS
+from nih_chestxray14.__main__ import main
+from nih_chestxray14.publish import export_dataset_dict, portable_images
+from publish_fixtures import EXPORTED_CONFIGS
+
+# Runs in a fresh interpreter that never imports nih_chestxray14: what a user of the published copy runs.
+_LOAD_WITHOUT_PACKAGE = textwrap.dedent("""
+    import hashlib, json, sys
+    from datasets import Image, load_dataset
+    out, config = sys.argv[1], sys.argv[2]
+    dataset_dict = load_dataset(out, config)
+    result = {"features": dataset_dict["train"].features.to_dict(), "splits": {}}
+    for split, dataset in dataset_dict.items():
+        dataset = dataset.cast_column("image", Image(decode=False))
+        rows = []
+        for row in dataset:
+            image = row.pop("image")
+            rows.append([hashlib.sha256(image["bytes"]).hexdigest(), image["path"], row])
+        result["splits"][split] = rows
+    assert "nih_chestxray14" not in sys.modules
+    print(json.dumps(result))
+""")
+
+
+def rows_of(dataset):
+    dataset = dataset.cast_column("image", Image(decode=False))
+    out = []
+    for row in dataset:
+        image = row.pop("image")
+        out.append([hashlib.sha256(image["bytes"]).hexdigest(), image["path"], row])
+    return json.loads(json.dumps(out))  # same float/int rendering as the subprocess
+
+
+def card_metadata(folder):
+    text = (folder / "README.md").read_text()
+    return yaml.safe_load(text.split("---")[1]), text
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("config", EXPORTED_CONFIGS)
+def test_export_round_trip_in_a_fresh_process_matches_the_builder(exported, release, release_cache, tmp_path, config):
+    completed = subprocess.run(
+        [sys.executable, "-c", _LOAD_WITHOUT_PACKAGE, str(exported), config],
+        capture_output=True, text=True, cwd=tmp_path, timeout=300,
+        env={**_env_without_repo(), "HF_DATASETS_CACHE": str(tmp_path / "cache"), "HF_HUB_OFFLINE": "1"},
+    )
+    assert completed.returncode == 0, completed.stderr[-2000:]
+    loaded = json.loads(completed.stdout.strip().splitlines()[-1])
+
+    built = nih_chestxray14.load(config, data_dir=str(release), cache_dir=str(release_cache))
+    assert loaded["features"] == built["train"].features.to_dict()
+    assert list(loaded["splits"]) == list(built)
+    for split, dataset in built.items():
+        assert loaded["splits"][split] == rows_of(dataset), split
+
+
+def test_export_writes_hub_layout_shards_and_a_card_declaring_every_config(exported, release, release_cache):
+    files = sorted(str(p.relative_to(exported)) for p in exported.rglob("*") if p.is_file())
+    assert "README.md" in files
+    assert not [f for f in files if "incomplete" in f or f.startswith(".")]
+    train_shards = [f for f in files if f.startswith("resized-224/train-")]
+    assert len(train_shards) > 1  # 200KB shards split the train split
+    assert train_shards[-1].endswith(f"-of-{len(train_shards):05d}.parquet")
+    assert any(f.startswith("data/test-00000-of-") for f in files)  # "default" goes to data/, as push_to_hub does
+
+    metadata, text = card_metadata(exported)
+    assert metadata["license"] == "other" and metadata["license_link"].startswith("https://nihcc.app.box.com")
+    assert metadata["task_categories"] == ["image-classification"]
+    assert metadata["task_ids"] == ["multi-label-image-classification"]
+    assert metadata["pretty_name"] == "NIH ChestX-ray14"
+    assert metadata["size_categories"] == ["n<1K"]
+    assert {c["config_name"] for c in metadata["configs"]} == set(EXPORTED_CONFIGS)
+    built = nih_chestxray14.load("default", data_dir=str(release), cache_dir=str(release_cache))
+    info = next(i for i in metadata["dataset_info"] if i["config_name"] == "default")
+    assert {s["name"]: s["num_examples"] for s in info["splits"]} == {k: len(v) for k, v in built.items()}
+
+    # the text: label order, split rule, per-split counts computed from the data, limits, citation, terms
+    assert all(f"| {index} | {name} |" in text for index, name in enumerate(LABELS))
+    assert "validation_fraction=0.1" in text and "patient" in text
+    for split, dataset in built.items():
+        column = list(built).index(split)
+        for index, name in enumerate(LABELS):
+            expected = sum(row[index] for row in dataset["labels"])
+            row = next(line for line in text.splitlines() if line.startswith(f"| {name} | ") and line.count("|") == 5)
+            assert int(row.split("|")[2 + column].replace(",", "")) == expected, (split, name)
+    assert "Bias, Risks, and Limitations" in text and "Label noise" in text
+    assert "@inproceedings{wang2017chestxray8" in text and "CVPR" in text
+    assert "no restrictions on the use" in text
+
+
+def test_export_keeps_image_bytes_untouched_without_decoding(exported, release, release_cache, monkeypatch):
+    import PIL.Image
+
+    built = nih_chestxray14.load("default", data_dir=str(release), cache_dir=str(release_cache))
+    monkeypatch.setattr(PIL.Image, "open", lambda *a, **k: pytest.fail("export decoded an image"))
+    table = pq.read_table(sorted((exported / "data").glob("train-*.parquet"))[0])
+    stored = built["train"].data.table.column("image").combine_chunks().field("bytes")
+    assert table.column("image").combine_chunks().field("bytes")[0] == stored[0]
+
+    out = exported.parent / "again"
+    out.mkdir()
+    export_dataset_dict(built, out, "default", max_shard_bytes=10**9)  # would fail on any PIL.Image.open
+
+
+def test_images_stored_as_paths_are_embedded_and_paths_cut_to_names(tmp_path):
+    import pyarrow as pa
+    from datasets import Features
+
+    png = tmp_path / "00000001_000.png"
+    png.write_bytes(b"\x89PNG fake bytes")
+    features = Features({"image": Image()})
+    table = pa.table({"image": pa.array([{"bytes": None, "path": str(png)}, {"bytes": b"kept", "path": "/x/y/b.png"}],
+                                        type=features.arrow_schema.field("image").type)})
+    rows = portable_images(table, features).column("image").to_pylist()
+    assert rows == [{"bytes": png.read_bytes(), "path": "00000001_000.png"}, {"bytes": b"kept", "path": "b.png"}]
+
+
+def test_export_into_a_foreign_folder_is_refused_and_writes_nothing(release, release_cache, tmp_path, capsys):
+    out = tmp_path / "someone-elses"
+    out.mkdir()
+    (out / "README.md").write_text("# my notes\n")
+    code = main(["export", "--data-dir", str(release), "--cache-dir", str(release_cache), str(out)])
+    err = capsys.readouterr().err.strip()
+    assert code == 1 and len(err.splitlines()) == 1
+    assert "README.md exists and is not a NIH ChestX-ray14 card" in err
+    assert sorted(p.name for p in out.iterdir()) == ["README.md"]
+
+
+@pytest.mark.slow
+def test_push_sends_several_configs_to_one_repo_and_keeps_earlier_ones(hub, release, release_cache, tmp_path, capsys):
+    common = ["--data-dir", str(release), "--cache-dir", str(release_cache), "--max-shard-size", "1MB"]
+    assert main(["push", *common, "--config", "default", "--config", "resized-224", "me/nih-chestxray14",
+                 "--private"]) == 0
+    files = hub.files("me/nih-chestxray14", repo_type="dataset")
+    assert {p.split("/")[0] for p in files} == {".gitattributes", "README.md", "data", "resized-224"}
+    assert all(p.endswith(".parquet") for p in files if "/" in p)
+    assert hub.lfs_files("me/nih-chestxray14", repo_type="dataset") == {p for p in files if p.endswith(".parquet")}
+    assert hub.repo("me/nih-chestxray14", "dataset").private
+
+    # a later push of another config adds it, keeps the others declared, and replaces only its own shards
+    assert main(["push", *common, "--config", "resized-224", "--max-shard-size", "100MB", "me/nih-chestxray14"]) == 0
+    files = hub.files("me/nih-chestxray14", repo_type="dataset")
+    metadata = yaml.safe_load(files["README.md"].decode().split("---")[1])
+    assert {c["config_name"] for c in metadata["configs"]} == {"default", "resized-224"}
+    assert sorted(p for p in files if p.startswith("resized-224/")) == [
+        "resized-224/test-00000-of-00001.parquet", "resized-224/train-00000-of-00001.parquet",
+        "resized-224/validation-00000-of-00001.parquet"]
+    assert any(p.startswith("data/train-") for p in files)
+
+    loaded = load_dataset("me/nih-chestxray14", "resized-224", split="validation", cache_dir=str(tmp_path / "c"))
+    built = nih_chestxray14.load("resized-224", split="validation", data_dir=str(release), cache_dir=str(release_cache))
+    assert loaded["image_id"] == built["image_id"] and loaded["labels"] == built["labels"]
+
+    output = capsys.readouterr()
+    assert hub.token not in output.out + output.err
+    assert hub.token_leaks() == []
+
+
+def test_failed_push_reports_one_line_without_the_token(hub, release, release_cache, capsys):
+    hub.fail_next_commit = True
+    code = main(["push", "--data-dir", str(release), "--cache-dir", str(release_cache), "me/broken"])
+    err = capsys.readouterr().err.strip()
+    assert code == 1 and len(err.splitlines()) == 1
+    assert err.startswith("nih-chestxray14 push: error:") and "500" in err
+    assert hub.token not in err
+    assert set(hub.files("me/broken", repo_type="dataset")) == {".gitattributes"}
+
+
+def test_push_without_a_token_says_how_to_log_in(hub, release, release_cache, monkeypatch, tmp_path, capsys):
+    monkeypatch.delenv("HF_TOKEN")
+    monkeypatch.setenv("HF_TOKEN_PATH", str(tmp_path / "no-token"))
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_TOKEN_PATH", str(tmp_path / "no-token"))
+    monkeypatch.setattr(constants, "HF_STORED_TOKENS_PATH", str(tmp_path / "no-tokens"))
+    code = main(["push", "--data-dir", str(release), "--cache-dir", str(release_cache), "me/nih"])
+    err = capsys.readouterr().err.strip()
+    assert code == 1 and "no Hugging Face token" in err and "hf auth login" in err
+    assert hub.repos == {}
+
+
+def _env_without_repo():
+    import os
+
+    return {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH",)}
