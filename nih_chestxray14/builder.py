@@ -86,7 +86,8 @@ class NIHChestXray14Config(datasets.BuilderConfig):
     Attributes:
         image_size: ``None`` passes NIH's PNG bytes through untouched; an integer resizes the shorter side to it once,
             at build time, with area interpolation, and stores lossless PNG.
-        validation_fraction: share of train_val *patients* in validation, in ``[0, 1)`` (rule: :mod:`.splits`).
+        validation_fraction: share of train_val *patients* in validation, in ``[0, 1)`` (rule: :mod:`.splits`); with
+            0 there is no validation split.
         allow_missing_images: build from a partial download, skipping (and logging the count of) listed images that
             are not found; by default a missing image is an error.
     """
@@ -126,6 +127,8 @@ class NIHChestXray14(datasets.GeneratorBasedBuilder):
                 "nih_chestxray14 reads NIH's release from data_dir, not data_files: pass data_dir=<folder with "
                 "Data_Entry_2017_v2020.csv, train_val_list.txt, test_list.txt and the images>"
             )
+        # The same cache path whether reached through load_dataset or built directly.
+        kwargs["dataset_name"] = kwargs.get("dataset_name") or DATASET_NAME
         super().__init__(*args, hash=hash or code_hash(), **kwargs)
         self._expected_counts: Dict[str, int] = {}
         self._num_proc: Optional[int] = None
@@ -166,6 +169,9 @@ class NIHChestXray14(datasets.GeneratorBasedBuilder):
         generators = []
         for split in SPLITS:
             names = assignment.images(split)
+            if not names:  # e.g. validation_fraction=0: datasets cannot read back an empty split
+                logger.info("the %s split is empty and is left out", split)
+                continue
             if source.layout == "extracted":
                 names = self._present(names, source, split)
                 shards = [(source.files[name], 0, 1) for name in names]
