@@ -131,7 +131,15 @@ def validate_inputs(references, prediction_scores) -> Tuple[np.ndarray, np.ndarr
     return labels, scores
 
 
-def _check_options(num_classes: int, average, label_names, confidence_level) -> Optional[List[str]]:
+def check_options(num_classes: Optional[int], average, label_names, confidence_level) -> Optional[List[str]]:
+    """Check the options of :func:`multilabel_roc_auc` and return ``label_names`` as a list (or None).
+
+    ``num_classes`` may be None when the data is not known yet; the length of ``label_names`` is then not checked.
+
+    Raises:
+        ValueError: for an unknown ``average``, a ``confidence_level`` outside (0, 1), or ``label_names`` that are not
+            ``num_classes`` unique strings.
+    """
     if not (average is None or (isinstance(average, str) and average in AVERAGES)):
         raise ValueError(f"unknown average {average!r}: use one of {', '.join(repr(a) for a in AVERAGES)}")
     if confidence_level is not None:
@@ -144,7 +152,7 @@ def _check_options(num_classes: int, average, label_names, confidence_level) -> 
     if isinstance(label_names, str):
         raise ValueError("label_names must be a sequence of C names, not one string")
     names = list(label_names)
-    if len(names) != num_classes:
+    if num_classes is not None and len(names) != num_classes:
         raise ValueError(
             f"label_names has {len(names)} names but the inputs have {num_classes} classes (columns): give one name "
             "per column, in column order"
@@ -386,7 +394,7 @@ def multilabel_roc_auc(
             wrong length, non-string or repeated, or a ``confidence_level`` outside (0, 1).
     """
     labels, scores = validate_inputs(references, prediction_scores)
-    names = _check_options(labels.shape[1], average, label_names, confidence_level)
+    names = check_options(labels.shape[1], average, label_names, confidence_level)
     want_interval = confidence_level is not None
 
     if want_interval and (average in ("macro", "weighted", None) or names is not None):

@@ -6,7 +6,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from .multilabel_auc import multilabel_roc_auc, validate_inputs
+from .multilabel_auc import check_options, multilabel_roc_auc, validate_inputs
 
 _DESCRIPTION = """\
 Area under the ROC curve (ROC AUC) of a multi-label classifier, for each class and averaged over classes, with
@@ -196,6 +196,24 @@ class RocAucMultilabel(evaluate.Metric):
         info.format = "arrow"
         return info
 
+    def compute(self, *, references=None, prediction_scores=None, average="macro", label_names=None,
+                confidence_level=None):
+        """Compute the metric on the given batch plus every batch added before.
+
+        The inputs and options are checked before anything is stored, so a bad call leaves the stored batches as they
+        were.
+
+        Raises:
+            ValueError: for bad inputs or options (see the inputs description).
+        """
+        if references is not None or prediction_scores is not None:
+            labels, scores = validate_inputs(references, prediction_scores)
+            check_options(labels.shape[1], average, label_names, confidence_level)
+            self._write(labels, scores)
+        else:
+            check_options(self._stored_num_classes(), average, label_names, confidence_level)
+        return super().compute(average=average, label_names=label_names, confidence_level=confidence_level)
+
     def add_batch(self, *, references=None, prediction_scores=None):
         """Add a batch of references and prediction scores, each of shape ``(batch_size, C)``.
 
@@ -204,16 +222,22 @@ class RocAucMultilabel(evaluate.Metric):
         Raises:
             ValueError: as ``compute`` does for bad inputs, or when C differs from that of an earlier batch.
         """
-        labels, scores = validate_inputs(references, prediction_scores)
+        self._write(*validate_inputs(references, prediction_scores))
+
+    def _stored_num_classes(self):
+        """C of the batches stored since the last compute, or None if none was stored through ``add_batch``."""
+        writer, num_classes = getattr(self, "_classes_of_writer", (None, None))
+        return num_classes if writer is not None and writer is self.writer else None
+
+    def _write(self, labels: np.ndarray, scores: np.ndarray) -> None:
         num_classes = labels.shape[1]
+        stored = self._stored_num_classes()
+        if stored is not None and stored != num_classes:
+            raise ValueError(f"this batch has {num_classes} classes (columns) but earlier batches had {stored}")
         if self.writer is None:
             self.selected_feature_format = self.features
             self._init_writer()
-            self._num_classes = num_classes
-        elif getattr(self, "_num_classes", None) not in (None, num_classes):
-            raise ValueError(
-                f"this batch has {num_classes} classes (columns) but earlier batches had {self._num_classes}"
-            )
+        self._classes_of_writer = (self.writer, num_classes)
         rows_per_table = max(1, _MAX_ENTRIES_PER_TABLE // num_classes)
         for start in range(0, labels.shape[0], rows_per_table):
             stop = start + rows_per_table
