@@ -28,14 +28,18 @@ logger = logging.getLogger("nih_chestxray14")
 
 
 class UsageError(Exception):
-    """A bad argument, found after parsing (a folder that does not exist, a number out of range)."""
+    """A bad argument: found by argparse (``prog`` is then the parser that found it) or after parsing."""
+
+    def __init__(self, message: str, prog: Optional[str] = None):
+        super().__init__(message)
+        self.prog = prog
 
 
 class _Parser(argparse.ArgumentParser):
     """argparse, but a usage error is one line (the reason and where to get help), not the usage block."""
 
     def error(self, message: str):
-        raise UsageError(f"{message} (see {self.prog} --help)")
+        raise UsageError(f"{message} (see {self.prog} --help)", prog=self.prog)
 
 
 # ---- arguments ---------------------------------------------------------------------------------------------------
@@ -259,7 +263,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except UsageError as error:
         if debug:
             raise
-        where = f"{PROG} {command}" if command != "?" else PROG
+        where = error.prog or (f"{PROG} {command}" if command != "?" else PROG)
         print(f"{where}: error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

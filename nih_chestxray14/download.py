@@ -24,6 +24,8 @@ from typing import Iterable, Mapping, Optional, Sequence
 
 from tqdm.auto import tqdm
 
+from .errors import NIHChestXray14Error
+
 logger = logging.getLogger(__name__)
 
 INCOMPLETE_SUFFIX = ".incomplete"
@@ -31,7 +33,7 @@ _CHUNK = 1 << 20
 _TRANSIENT = (http.client.IncompleteRead, ConnectionError, socket.timeout, TimeoutError, urllib.error.URLError)
 
 
-class DownloadError(RuntimeError):
+class DownloadError(NIHChestXray14Error, RuntimeError):
     """One archive could not be downloaded; the message names the archive, the URL and what to do."""
 
     def __init__(self, archive: "Archive", reason: str):
@@ -44,7 +46,7 @@ class ChecksumMismatchError(DownloadError):
     """An archive arrived whole but its SHA-256 differs from the known one; the partial file has been deleted."""
 
 
-class DownloadsFailedError(RuntimeError):
+class DownloadsFailedError(NIHChestXray14Error, RuntimeError):
     """Some archives failed; ``errors`` holds one :class:`DownloadError` per failing archive."""
 
     def __init__(self, errors: Sequence[DownloadError], total: int):
