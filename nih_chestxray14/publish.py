@@ -143,14 +143,31 @@ def write_split(dataset: Dataset, folder: Path, split: str, max_shard_bytes: int
     num_shards = max(1, min(len(dataset), math.ceil(num_bytes / max_shard_bytes)))
     row_group = get_writer_batch_size_from_data_size(max(len(dataset), 1), max(num_bytes, 1))
     bounds = [len(dataset) * i // num_shards for i in range(num_shards + 1)]
+    ready = images_are_portable(table, dataset.features)
     for index in range(num_shards):
         shard = table.slice(bounds[index], bounds[index + 1] - bounds[index])
         path = folder / f"{split}-{index:05d}-of-{num_shards:05d}.parquet"
         with ParquetWriter(path=str(path), features=dataset.features, writer_batch_size=row_group) as writer:
-            for batch in shard.to_batches(max_chunksize=row_group):
-                writer.write_table(portable_images(pa.Table.from_batches([batch]), dataset.features))
+            if ready:  # the common case: straight from the memory-mapped Arrow file into Parquet
+                writer.write_table(shard)
+            else:
+                for batch in shard.to_batches(max_chunksize=row_group):
+                    writer.write_table(portable_images(pa.Table.from_batches([batch]), dataset.features))
             writer.finalize()
     return num_bytes
+
+
+def images_are_portable(table: pa.Table, features) -> bool:
+    """Whether every image column already holds its bytes under a bare file name (no folder in the path)."""
+    for name, feature in features.items():
+        if not isinstance(feature, Image) or name not in table.column_names:
+            continue
+        for chunk in table[name].chunks:
+            if chunk.field("bytes").null_count > chunk.null_count:
+                return False
+            if pc.any(pc.match_substring_regex(chunk.field("path"), pattern=r"[/\\]")).as_py():
+                return False
+    return True
 
 
 def portable_images(table: pa.Table, features) -> pa.Table:

@@ -14,7 +14,7 @@ from datasets import Image, load_dataset
 import nih_chestxray14
 from nih_chestxray14 import LABELS
 from nih_chestxray14.__main__ import main
-from nih_chestxray14.publish import export_dataset_dict, portable_images
+from nih_chestxray14.publish import export_dataset_dict, images_are_portable, portable_images
 from publish_fixtures import EXPORTED_CONFIGS
 
 # Runs in a fresh interpreter that never imports nih_chestxray14: what a user of the published copy runs.
@@ -125,8 +125,11 @@ def test_images_stored_as_paths_are_embedded_and_paths_cut_to_names(tmp_path):
     features = Features({"image": Image()})
     table = pa.table({"image": pa.array([{"bytes": None, "path": str(png)}, {"bytes": b"kept", "path": "/x/y/b.png"}],
                                         type=features.arrow_schema.field("image").type)})
-    rows = portable_images(table, features).column("image").to_pylist()
+    assert not images_are_portable(table, features)
+    fixed = portable_images(table, features)
+    rows = fixed.column("image").to_pylist()
     assert rows == [{"bytes": png.read_bytes(), "path": "00000001_000.png"}, {"bytes": b"kept", "path": "b.png"}]
+    assert images_are_portable(fixed, features)
 
 
 def test_export_into_a_foreign_folder_is_refused_and_writes_nothing(release, release_cache, tmp_path, capsys):
