@@ -200,6 +200,8 @@ def synthetic_xray(
     """
     body_rng = np.random.default_rng(seed if anatomy_seed is None else anatomy_seed)
     rng = np.random.default_rng(seed)
+    # Patterns draw from their own stream, so an image with and without a finding differ only by its pattern.
+    pattern_rng = rng.spawn(1)[0]
     n = int(image_size)
     axis = (np.arange(n, dtype=np.float32) + 0.5) * (2.0 / n) - 1.0
     # Each image of a patient is posed a little differently.
@@ -246,7 +248,7 @@ def synthetic_xray(
     boxes: Dict[str, Tuple[float, float, float, float]] = {}
     if signal:
         for name in findings:
-            x, y, w, h = _draw_pattern(canvas, u, v, FINDING_PATTERNS[name], rng, signal_strength)
+            x, y, w, h = _draw_pattern(canvas, u, v, FINDING_PATTERNS[name], pattern_rng, signal_strength)
             # back from the posed coordinates to pixels
             left = ((x * zoom + shift_x) + 1.0) * n / 2.0
             top = ((y * zoom + shift_y) + 1.0) * n / 2.0

@@ -8,6 +8,8 @@ only, so that expectations do not come from the code under test.
 from __future__ import annotations
 
 import csv
+import gzip
+import os
 import shutil
 from pathlib import Path
 from typing import Dict, List
@@ -71,3 +73,29 @@ def raw_entries(release: Path) -> Dict[str, Dict[str, object]]:
 def raw_list(release: Path, name: str) -> List[str]:
     """The names in train_val_list.txt or test_list.txt."""
     return (release / name).read_text().split()
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# NIH's real metadata (no images), beside the repository or where NIH_CHESTXRAY14_METADATA points
+
+
+def real_metadata_dir() -> Path:
+    default = Path(__file__).resolve().parents[2] / "shared" / "data" / "nih-chestxray14"
+    return Path(os.environ.get("NIH_CHESTXRAY14_METADATA", default))
+
+
+needs_real_metadata = pytest.mark.skipif(
+    not (real_metadata_dir() / "Data_Entry_2017_v2020.csv.gz").is_file(),
+    reason=f"NIH's real metadata is not at {real_metadata_dir()} (set NIH_CHESTXRAY14_METADATA to its folder)",
+)
+
+
+def raw_metadata():
+    """Image → (patient, findings), and the two lists, read with nothing but csv and str.split."""
+    folder = real_metadata_dir()
+    with gzip.open(folder / "Data_Entry_2017_v2020.csv.gz", "rt", newline="") as handle:
+        rows = list(csv.reader(handle))[1:]
+    entries = {row[0]: (int(row[3]), [] if row[1] == "No Finding" else row[1].split("|")) for row in rows}
+    train_val = (folder / "train_val_list.txt").read_text().split()
+    test = (folder / "test_list.txt").read_text().split()
+    return entries, train_val, test
