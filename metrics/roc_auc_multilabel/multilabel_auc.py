@@ -171,23 +171,22 @@ def check_options(num_classes: Optional[int], average, label_names, confidence_l
 def _two_u_statistic(is_positive: np.ndarray, scores: np.ndarray) -> Tuple[int, int, int]:
     """Twice the Mann-Whitney U of one class (an exact integer), and its positive and negative counts.
 
-    ``2U = sum over positives of (2 * #negatives scored below + #negatives scored equal)``. The larger group is sorted
-    and the smaller one searched in it: O(N log N).
+    ``2U = sum over positives of (2 * #negatives scored below + #negatives scored equal)``. Both groups are sorted and
+    the smaller one is searched in the larger one: O(N log N).
     """
-    positives = scores[is_positive]
-    negatives = scores[~is_positive]
+    positives = np.sort(scores[is_positive])
+    negatives = np.sort(scores[~is_positive])
     m, n = positives.size, negatives.size
     if m == 0 or n == 0:
         return 0, m, n
+    # Binary search of the smaller sorted group in the larger one (sorted queries are cache-friendly).
     if m <= n:
-        ordered = np.sort(negatives)
-        below = np.searchsorted(ordered, positives, side="left")
-        below_or_equal = np.searchsorted(ordered, positives, side="right")
+        below = np.searchsorted(negatives, positives, side="left")
+        below_or_equal = np.searchsorted(negatives, positives, side="right")
         two_u = int(below.sum(dtype=np.int64)) + int(below_or_equal.sum(dtype=np.int64))
     else:
-        ordered = np.sort(positives)
-        below = np.searchsorted(ordered, negatives, side="left")
-        below_or_equal = np.searchsorted(ordered, negatives, side="right")
+        below = np.searchsorted(positives, negatives, side="left")
+        below_or_equal = np.searchsorted(positives, negatives, side="right")
         # each negative contributes 2 * #positives above it + #positives equal to it = 2m - below - below_or_equal
         two_u = 2 * m * n - int(below.sum(dtype=np.int64)) - int(below_or_equal.sum(dtype=np.int64))
     return two_u, m, n
@@ -230,38 +229,68 @@ def roc_auc_per_class(references, prediction_scores) -> np.ndarray:
 
 
 def _placement_values(is_positive: np.ndarray, scores: np.ndarray) -> np.ndarray:
-    """Placement value of every case of one class, in the input order (Sun & Xu 2014).
+    """Placement value of every case, row by row, in the input order (Sun & Xu 2014).
 
-    A positive's is the share of negatives scored below it, a negative's the share of positives scored above it, ties
-    counting one half: ``(midrank among all - midrank among its own group) / size of the other group`` (one minus that
-    for a negative), obtained here by sorting each group and binary search. The mean over positives, and the mean over
-    negatives, both equal the AUC. Requires both groups non-empty.
+    Args:
+        is_positive: bool ``(R, L)``: R problems (classes) of L cases each.
+        scores: ``(R, L)`` scores.
+
+    Returns:
+        float64 ``(R, L)``. A positive's placement is the share of its row's negatives scored below it, a negative's
+        the share of its row's positives scored above it, ties counting one half: ``(midrank among all - midrank
+        among its own group) / size of the other group`` (one minus that for a negative). The mean over a row's
+        positives, and the mean over its negatives, both equal the row's AUC. A row without positives or without
+        negatives gets meaningless values.
+
+    One sort per row, then O(L) work on the tie groups of the sorted rows, all rows at once.
     """
-    positives = scores[is_positive]
-    negatives = scores[~is_positive]
-    m, n = positives.size, negatives.size
-    sorted_negatives = np.sort(negatives)
-    sorted_positives = np.sort(positives)
-    placements = np.empty(scores.shape, dtype=np.float64)
-    twice_below = np.searchsorted(sorted_negatives, positives, side="left") + np.searchsorted(
-        sorted_negatives, positives, side="right"
+    num_rows, length = scores.shape
+    order = np.argsort(scores, axis=1)
+    sorted_scores = np.take_along_axis(scores, order, axis=1).ravel()
+    sorted_positive = np.take_along_axis(is_positive, order, axis=1).ravel()
+    total = sorted_scores.size
+    # tie groups: runs of equal scores within a row
+    starts_group = np.empty(total, dtype=bool)
+    starts_group[0] = True
+    np.not_equal(sorted_scores[1:], sorted_scores[:-1], out=starts_group[1:])
+    starts_group[::length] = True
+    group_of_entry = np.cumsum(starts_group) - 1
+    group_start = np.flatnonzero(starts_group)
+    group_size = np.diff(np.append(group_start, total))
+    positives_before = np.zeros(total + 1, dtype=np.int64)
+    np.cumsum(sorted_positive, out=positives_before[1:])
+    row_start = (group_start // length) * length
+    positives_below = positives_before[group_start] - positives_before[row_start]
+    positives_tied = positives_before[group_start + group_size] - positives_before[group_start]
+    negatives_below = (group_start - row_start) - positives_below
+    negatives_tied = group_size - positives_tied
+    num_positive = is_positive.sum(axis=1)
+    m = np.maximum(num_positive, 1)[group_start // length]
+    n = np.maximum(length - num_positive, 1)[group_start // length]
+    placement_if_positive = (negatives_below + 0.5 * negatives_tied) / n
+    placement_if_negative = (m - positives_below - 0.5 * positives_tied) / m
+    sorted_placements = np.where(
+        sorted_positive, placement_if_positive[group_of_entry], placement_if_negative[group_of_entry]
     )
-    placements[is_positive] = twice_below / (2.0 * n)
-    twice_below = np.searchsorted(sorted_positives, negatives, side="left") + np.searchsorted(
-        sorted_positives, negatives, side="right"
-    )
-    placements[~is_positive] = (2 * m - twice_below) / (2.0 * m)
+    placements = np.empty((num_rows, length), dtype=np.float64)
+    np.put_along_axis(placements, order, sorted_placements.reshape(num_rows, length), axis=1)
     return placements
 
 
-def _delong_influence(is_positive: np.ndarray, scores: np.ndarray, auc: float) -> np.ndarray:
-    """Per-case influence on one class's AUC, shape ``(N,)``: its sum of squares is DeLong's variance
-    ``S10 / m + S01 / n`` (with the unbiased ``m - 1`` and ``n - 1`` denominators)."""
-    m = int(is_positive.sum())
-    n = is_positive.size - m
-    centred = _placement_values(is_positive, scores) - auc
-    scale = np.where(is_positive, 1.0 / math.sqrt(m * max(m - 1, 1)), 1.0 / math.sqrt(n * max(n - 1, 1)))
-    return centred * scale
+def _delong_influence(is_positive: np.ndarray, scores: np.ndarray, auc: np.ndarray) -> np.ndarray:
+    """Per-case influence on each row's AUC, shape ``(R, L)``: its sum of squares over a row is DeLong's variance
+    ``S10 / m + S01 / n`` (with the unbiased ``m - 1`` and ``n - 1`` denominators). Rows whose AUC is NaN get 0."""
+    m = is_positive.sum(axis=1, keepdims=True)
+    n = is_positive.shape[1] - m
+    centred = _placement_values(is_positive, scores) - auc[:, None]
+    scale = np.where(
+        is_positive,
+        1.0 / np.sqrt(np.maximum(m * (m - 1), 1)),
+        1.0 / np.sqrt(np.maximum(n * (n - 1), 1)),
+    )
+    influence = centred * scale
+    influence[np.isnan(auc)] = 0.0
+    return influence
 
 
 def delong_influence(references, prediction_scores) -> Tuple[np.ndarray, np.ndarray]:
@@ -285,11 +314,7 @@ def delong_influence(references, prediction_scores) -> Tuple[np.ndarray, np.ndar
 
 def _influence_matrix(labels: np.ndarray, scores: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
     auc = _per_class_auc(labels, scores)
-    labels_t = np.ascontiguousarray(labels.T)
-    scores_t = np.ascontiguousarray(scores.T)
-    influence_t = np.zeros(labels_t.shape, dtype=np.float64)
-    for column in np.flatnonzero(~np.isnan(auc)):
-        influence_t[column] = _delong_influence(labels_t[column], scores_t[column], auc[column])
+    influence_t = _delong_influence(np.ascontiguousarray(labels.T), np.ascontiguousarray(scores.T), auc)
     return auc, influence_t.T
 
 
@@ -309,7 +334,7 @@ def _micro_influence(labels: np.ndarray, scores: np.ndarray, auc: float) -> np.n
     flat_labels = labels.ravel()
     total_positive = int(flat_labels.sum())
     total_negative = flat_labels.size - total_positive
-    centred = _placement_values(flat_labels, scores.ravel()) - auc
+    centred = _placement_values(flat_labels[None, :], scores.reshape(1, -1))[0] - auc
     entry_influence = centred / np.where(flat_labels, total_positive, total_negative)
     per_case = entry_influence.reshape(labels.shape).sum(axis=1)
     num_cases = labels.shape[0]
@@ -395,6 +420,20 @@ def multilabel_roc_auc(
     """
     labels, scores = validate_inputs(references, prediction_scores)
     names = check_options(labels.shape[1], average, label_names, confidence_level)
+    return roc_auc_report(labels, scores, average=average, label_names=names, confidence_level=confidence_level)
+
+
+def roc_auc_report(
+    labels: np.ndarray,
+    scores: np.ndarray,
+    *,
+    average: Optional[str],
+    label_names: Optional[List[str]],
+    confidence_level: Optional[float],
+) -> Dict[str, MetricValue]:
+    """:func:`multilabel_roc_auc` for inputs already checked: ``labels`` and ``scores`` as returned by
+    :func:`validate_inputs`, the options as accepted by :func:`check_options`. Nothing is checked again."""
+    names = label_names
     want_interval = confidence_level is not None
 
     if want_interval and (average in ("macro", "weighted", None) or names is not None):

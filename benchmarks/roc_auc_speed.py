@@ -1,0 +1,177 @@
+"""Benchmark: multi-label ROC AUC on a problem the size of NIH's official test split, against scikit-learn.
+
+N = 25,596 images x C = 14 findings. The references are the real test labels (``Data_Entry_2017_v2020.csv`` rows of
+the images in ``test_list.txt``, mapped with ``nih_chestxray14.labels``) when the NIH metadata is present, otherwise
+synthetic labels with the dataset's prevalence per finding. Scores are synthetic float32 logits correlated with the
+labels (``1.2 * label + N(0, 1)``), rounded to 3 decimals so that ties occur, as in low-precision model outputs.
+
+Measured side by side in one process, in interleaved rounds, each the median of ``--repeats`` runs after a warm-up:
+
+- scikit-learn ``roc_auc_score(average=None)`` -- the baseline;
+- ``multilabel_roc_auc(average=None)`` -- the plain NumPy function;
+- ``multilabel_roc_auc(average=None, confidence_level=0.95)`` -- with per-class DeLong intervals;
+- ``multilabel_roc_auc(average="macro", confidence_level=0.95)`` and ``average="micro"`` -- averaged intervals;
+- ``module.compute(...)`` of the loaded evaluate module (Arrow write and read included), and the one-off
+  ``evaluate.load(...)``.
+
+    python benchmarks/roc_auc_speed.py
+    python benchmarks/roc_auc_speed.py --repeats 31
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import gzip
+import importlib.util
+import os
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Callable, Dict, List, Optional, Tuple
+
+import numpy as np
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+METRIC_DIR = REPO_ROOT / "metrics" / "roc_auc_multilabel"
+NUM_TEST_IMAGES = 25_596
+# Images per finding in all 112,120 images of Data_Entry_2017_v2020.csv, in nih_chestxray14.LABELS order.
+FINDING_COUNTS = (11559, 2776, 13317, 19894, 5782, 6331, 1431, 5302, 4667, 2303, 2516, 1686, 3385, 227)
+NUM_IMAGES = 112_120
+TARGETS = {  # name: (numerator, denominator, largest allowed ratio)
+    "plain / sklearn": ("plain", "sklearn", 1.0),
+    "plain + per-class DeLong CIs / sklearn": ("plain_ci", "sklearn", 2.0),
+    "evaluate compute / plain": ("evaluate_compute", "plain", 3.0),
+}
+
+
+def metadata_dir() -> Path:
+    default = REPO_ROOT.parent / "shared" / "data" / "nih-chestxray14"
+    return Path(os.environ.get("NIH_CHESTXRAY14_METADATA", default))
+
+
+def official_test_labels(folder: Path) -> Optional[np.ndarray]:
+    """Multi-hot labels ``(25596, 14)`` of the official test images, or None when the metadata is absent."""
+    entries = folder / "Data_Entry_2017_v2020.csv.gz"
+    test_list = folder / "test_list.txt"
+    if not (entries.is_file() and test_list.is_file()):
+        return None
+    from nih_chestxray14.labels import multi_hot, parse_findings
+
+    test_images = set(test_list.read_text().split())
+    rows: List[List[int]] = []
+    with gzip.open(entries, "rt", newline="") as handle:
+        for row in csv.DictReader(handle):
+            if row["Image Index"] in test_images:
+                rows.append(multi_hot(parse_findings(row["Finding Labels"])))
+    return np.asarray(rows, dtype=np.int8)
+
+
+def synthetic_labels(rng: np.random.Generator) -> np.ndarray:
+    prevalence = np.asarray(FINDING_COUNTS) / NUM_IMAGES
+    return (rng.random((NUM_TEST_IMAGES, len(FINDING_COUNTS))) < prevalence).astype(np.int8)
+
+
+def load_plain_module():
+    spec = importlib.util.spec_from_file_location("multilabel_auc", METRIC_DIR / "multilabel_auc.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def median_seconds(functions: Dict[str, Callable[[], object]], repeats: int) -> Dict[str, float]:
+    """Median wall time of each function, measured in interleaved rounds so that drifts in machine load hit all alike."""
+    for function in functions.values():
+        function()  # warm-up: caches, lazy imports
+    times: Dict[str, List[float]] = {name: [] for name in functions}
+    for _ in range(repeats):
+        for name, function in functions.items():
+            start = time.perf_counter()
+            function()
+            times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(values) for name, values in times.items()}
+
+
+def run(repeats: int, seed: int) -> Tuple[Dict[str, float], str, Tuple[int, int]]:
+    import evaluate
+    from sklearn.metrics import roc_auc_score
+
+    rng = np.random.default_rng(seed)
+    labels = official_test_labels(metadata_dir())
+    source = "real official test labels (Data_Entry_2017_v2020.csv, test_list.txt)"
+    if labels is None:
+        labels, source = synthetic_labels(rng), "synthetic labels with ChestX-ray14 prevalences (metadata absent)"
+    scores = np.round(1.2 * labels + rng.normal(size=labels.shape), 3).astype(np.float32)
+
+    plain = load_plain_module()
+    start = time.perf_counter()
+    module = evaluate.load(str(METRIC_DIR))
+    load_seconds = time.perf_counter() - start
+
+    expected = roc_auc_score(labels, scores, average=None)
+    assert np.allclose(plain.multilabel_roc_auc(labels, scores, average=None)["roc_auc"], expected, atol=1e-12, rtol=0)
+    assert np.allclose(module.compute(references=labels, prediction_scores=scores, average=None)["roc_auc"], expected, atol=1e-12, rtol=0)
+
+    timings = median_seconds(
+        {
+            "sklearn": lambda: roc_auc_score(labels, scores, average=None),
+            "plain": lambda: plain.multilabel_roc_auc(labels, scores, average=None),
+            "plain_ci": lambda: plain.multilabel_roc_auc(labels, scores, average=None, confidence_level=0.95),
+            "plain_macro_ci": lambda: plain.multilabel_roc_auc(labels, scores, confidence_level=0.95),
+            "plain_micro_ci": lambda: plain.multilabel_roc_auc(labels, scores, average="micro", confidence_level=0.95),
+            "evaluate_compute": lambda: module.compute(references=labels, prediction_scores=scores, average=None),
+            "evaluate_compute_ci": lambda: module.compute(
+                references=labels, prediction_scores=scores, average=None, confidence_level=0.95
+            ),
+        },
+        repeats,
+    )
+    timings["evaluate_load"] = load_seconds
+    return timings, source, labels.shape
+
+
+def report(timings: Dict[str, float], source: str, shape: Tuple[int, int], repeats: int) -> str:
+    milliseconds = {name: seconds * 1e3 for name, seconds in timings.items()}
+    lines = [
+        f"Problem: {shape[0]:,} x {shape[1]}, {source}; float32 logits rounded to 3 decimals.",
+        f"Machine: {platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}, "
+        f"NumPy {np.__version__}. Median of {repeats} interleaved runs after a warm-up.",
+        "",
+        "| what | median ms | ratio to sklearn |",
+        "| --- | ---: | ---: |",
+    ]
+    rows = [
+        ("scikit-learn `roc_auc_score(average=None)` (baseline)", "sklearn"),
+        ("`multilabel_roc_auc(average=None)`", "plain"),
+        ("`multilabel_roc_auc(average=None, confidence_level=0.95)` (per-class DeLong)", "plain_ci"),
+        ("`multilabel_roc_auc(confidence_level=0.95)` (macro, DeLong covariance)", "plain_macro_ci"),
+        ('`multilabel_roc_auc(average="micro", confidence_level=0.95)` (cluster DeLong)', "plain_micro_ci"),
+        ("evaluate module `.compute(average=None)` (Arrow write + read)", "evaluate_compute"),
+        ("evaluate module `.compute(average=None, confidence_level=0.95)`", "evaluate_compute_ci"),
+        ("`evaluate.load(...)` (once per process)", "evaluate_load"),
+    ]
+    for label, key in rows:
+        lines.append(f"| {label} | {milliseconds[key]:.1f} | {timings[key] / timings['sklearn']:.2f}x |")
+    lines += ["", "| target | ratio | limit | met |", "| --- | ---: | ---: | --- |"]
+    for name, (numerator, denominator, limit) in TARGETS.items():
+        ratio = timings[numerator] / timings[denominator]
+        lines.append(f"| {name} | {ratio:.2f}x | {limit:.1f}x | {'yes' if ratio <= limit else 'NO'} |")
+    ratio = (timings["evaluate_load"] + timings["evaluate_compute"]) / timings["plain"]
+    lines.append(f"| evaluate load + compute, once / plain | {ratio:.1f}x | (none) | - |")
+    return "\n".join(lines)
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--repeats", type=int, default=15, help="timed runs per measurement (median is reported)")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    timings, source, shape = run(args.repeats, args.seed)
+    print(report(timings, source, shape, args.repeats))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
