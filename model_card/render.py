@@ -50,7 +50,12 @@ def write_model_card(output_dir: str | os.PathLike, inputs: ModelCardInputs) -> 
             logger.warning("The model card embeds %s, which is not in %s yet.", path, output_dir)
     with tempfile.NamedTemporaryFile("w", dir=output_dir, prefix=".README.", suffix=".md", delete=False,
                                      encoding="utf-8", newline="") as partial:
-        partial.write(card.content)
+        try:
+            partial.write(card.content)
+        except BaseException:
+            partial.close()
+            os.unlink(partial.name)
+            raise
     os.replace(partial.name, output_dir / "README.md")
     logger.info("Wrote the model card to %s", output_dir / "README.md")
     return card

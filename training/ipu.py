@@ -111,8 +111,13 @@ def write_ipu_config(output_dir: str | os.PathLike, ipu_config_name: Optional[st
     output_dir.mkdir(parents=True, exist_ok=True)
     target = output_dir / IPU_CONFIG_NAME
     with tempfile.NamedTemporaryFile("wb", dir=output_dir, prefix=".ipu_config.", delete=False) as partial:
-        with open(source, "rb") as original:
-            shutil.copyfileobj(original, partial)
+        try:
+            with open(source, "rb") as original:
+                shutil.copyfileobj(original, partial)
+        except BaseException:
+            partial.close()
+            os.unlink(partial.name)
+            raise
     os.replace(partial.name, target)
     logger.info("Wrote %s from %s", target, ipu_config_name or DEFAULT_IPU_CONFIG.name)
     return target
