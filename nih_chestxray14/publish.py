@@ -81,14 +81,26 @@ def export(data_dir: Optional[os.PathLike], out: os.PathLike, configs: Sequence[
     out = Path(out)
     shard_bytes = parse_shard_size(max_shard_size)
     existing = read_existing_card(out)
-    exported = []
+    # Prepare every config before writing anything: bad input then leaves `out` untouched.
+    prepared = {}
     for config in configs:
         logger.info("preparing config %s", config)
-        dataset_dict = load(name=config, data_dir=data_dir, num_proc=num_proc, cache_dir=cache_dir, **config_kwargs)
-        fraction = config_kwargs.get("validation_fraction", 0.1)
-        exported.append(export_dataset_dict(dataset_dict, out, config, max_shard_bytes=shard_bytes,
-                                            description=_config_description(config), validation_fraction=fraction))
-    write_card(out, exported, repo_id=repo_id or f"<user>/nih-chestxray14", existing=existing)
+        prepared[config] = load(name=config, data_dir=data_dir, num_proc=num_proc, cache_dir=cache_dir,
+                                **config_kwargs)
+    fraction = config_kwargs.get("validation_fraction", 0.1)
+    staged: list[tuple[ExportedConfig, Path]] = []
+    try:
+        for config, dataset_dict in prepared.items():
+            staged.append(stage_config(dataset_dict, out, config, max_shard_bytes=shard_bytes,
+                                       description=_config_description(config), validation_fraction=fraction))
+    except BaseException:
+        for _, staging in staged:
+            shutil.rmtree(staging, ignore_errors=True)
+        raise
+    for exported, staging in staged:
+        _swap_in(staging, out / exported.data_dir)
+    write_card(out, [exported for exported, _ in staged], repo_id=repo_id or "<user>/nih-chestxray14",
+               existing=existing)
     return out
 
 
@@ -110,14 +122,22 @@ def export_dataset_dict(dataset_dict: DatasetDict, out: Path, config_name: str, 
 
     Replaces that config's previous shards only once all new ones are written.
     """
+    exported, staging = stage_config(dataset_dict, out, config_name, max_shard_bytes=max_shard_bytes,
+                                     description=description, validation_fraction=validation_fraction)
+    _swap_in(staging, out / exported.data_dir)
+    return exported
+
+
+def stage_config(dataset_dict: DatasetDict, out: Path, config_name: str, *, max_shard_bytes: int,
+                 description: str = "", validation_fraction: float = 0.1) -> tuple[ExportedConfig, Path]:
+    """Write one config's shards into the hidden folder ``out/.<data_dir>.incomplete`` and return it with what the
+    card needs; on failure, remove that folder and re-raise."""
     data_dir = data_dir_for(config_name)
-    final = out / data_dir
     staging = out / f".{data_dir}.incomplete"
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
     splits = SplitDict()
     features = None
-    download_size = 0
     try:
         for split, dataset in dataset_dict.items():
             features = dataset.features
@@ -127,10 +147,9 @@ def export_dataset_dict(dataset_dict: DatasetDict, out: Path, config_name: str, 
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    _swap_in(staging, final)
     info = DatasetInfo(features=features, splits=splits, download_size=download_size,
                        dataset_size=sum(s.num_bytes for s in splits.values()), config_name=config_name)
-    return ExportedConfig(config_name, data_dir, info, description, validation_fraction)
+    return ExportedConfig(config_name, data_dir, info, description, validation_fraction), staging
 
 
 def write_split(dataset: Dataset, folder: Path, split: str, max_shard_bytes: int) -> int:

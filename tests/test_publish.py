@@ -200,3 +200,25 @@ def _env_without_repo():
     import os
 
     return {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH",)}
+
+
+def test_failed_export_leaves_the_earlier_export_untouched(exported, release, release_cache, tmp_path, monkeypatch):
+    import shutil
+
+    import nih_chestxray14.publish as publish
+
+    out = tmp_path / "copy"
+    shutil.copytree(exported, out)
+    before = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    real_write_split = publish.write_split
+
+    def disk_full_on_second_config(dataset, folder, split, max_shard_bytes):
+        if "resized" in folder.name:
+            raise OSError("No space left on device")
+        return real_write_split(dataset, folder, split, max_shard_bytes)
+
+    monkeypatch.setattr(publish, "write_split", disk_full_on_second_config)
+    with pytest.raises(OSError, match="No space left"):
+        publish.export(release, out, ["default", "resized-224"], cache_dir=release_cache, max_shard_size="100MB")
+    after = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    assert after == before
