@@ -243,10 +243,18 @@ def one_line(error: BaseException) -> str:
     while innermost.__cause__ is not None and type(innermost).__name__ == "DatasetGenerationError":
         innermost = innermost.__cause__
     message = " ".join(str(innermost).split()) or type(innermost).__name__
-    token = os.environ.get("HF_TOKEN")
-    if token:
+    for token in {os.environ.get("HF_TOKEN"), _saved_token()} - {None, ""}:
         message = message.replace(token, "***")
     return message
+
+
+def _saved_token() -> Optional[str]:
+    try:
+        from huggingface_hub import get_token
+
+        return get_token()
+    except Exception:  # noqa: BLE001 - masking is best effort and must never hide the real error
+        return None
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

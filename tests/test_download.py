@@ -140,3 +140,12 @@ def test_checksums_file_is_read_and_malformed_lines_name_the_line(tmp_path):
     bad.write_text(f"{'a' * 64}  images_001.tar.gz\nnot a checksum\n")
     with pytest.raises(ValueError, match=r"bad, line 2"):
         read_checksums(bad)
+
+
+def test_partial_that_is_already_whole_is_finished_without_refetching(server, tmp_path):
+    name = "images_001.tar.gz"
+    (tmp_path / f"{name}.incomplete").write_bytes(server.files[name])  # killed just before the rename
+    path = download_archive(server.archive(name, sha(server.files[name])), tmp_path, progress=False)
+    assert path.read_bytes() == server.files[name]
+    assert server.ranges == [(name, f"bytes={len(server.files[name])}-")]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [name]
