@@ -8,7 +8,9 @@ then, side by side in the same run and on the same disk:
 - **decode** (for scale): Pillow decoding the same PNGs, which is what an export that re-encoded images would pay.
 
 Both contenders fsync what they write (``--no-sync`` to measure the page cache only). Prints MB/s (MB = 10^6
-bytes of Arrow data), best of ``--repeats`` interleaved runs, and the ratios. Run: ``python benchmarks/export_speed.py [--images N]``.
+bytes of Arrow data), best of ``--repeats`` interleaved runs, and the ratios.
+
+Run: ``python benchmarks/export_speed.py [--images N]``.
 """
 
 from __future__ import annotations
@@ -110,7 +112,8 @@ def main() -> None:
     print("| --- | ---: | ---: |")
     print(f"| copy (shutil.copyfile of the Arrow cache files) | {copy_mbs:,.0f} | 1.00 |")
     print(f"| export (Arrow → Parquet, no decode) | {export_mbs:,.0f} | {export_mbs / copy_mbs:.2f} |")
-    print(f"| decode with Pillow (what re-encoding would pay first) | {decode_mbs:,.0f} | {decode_mbs / copy_mbs:.2f} |")
+    print(f"| decode with Pillow (what re-encoding would pay first) | {decode_mbs:,.0f} "
+          f"| {decode_mbs / copy_mbs:.2f} |")
 
 
 if __name__ == "__main__":

@@ -76,7 +76,8 @@ def _add_builder_arguments(parser: argparse.ArgumentParser, *, many_configs: boo
                            help=f"one of {', '.join(CONFIGS)} (default: default)")
     group.add_argument("--num-proc", type=_positive_int, default=None,
                        help="processes used to build a config that is not prepared yet (default: 1)")
-    group.add_argument("--cache-dir", type=Path, default=None, help="datasets' cache folder (default: HF_DATASETS_CACHE)")
+    group.add_argument("--cache-dir", type=Path, default=None,
+                       help="datasets' cache folder (default: HF_DATASETS_CACHE)")
     group.add_argument("--validation-fraction", type=_fraction, default=0.1,
                        help="share of train_val patients that form validation (default: 0.1)")
     group.add_argument("--allow-missing-images", action="store_true",

@@ -124,7 +124,8 @@ def render_card(out_dir: Path, exported: Sequence[ExportedConfig], repo_id: str,
     configs, tables = [], []
     for name in all_configs:
         info = all_infos.get(name)
-        splits = [{"name": s.name, "num_examples": s.num_examples} for s in (info.splits or {}).values()] if info else []
+        split_infos = (info.splits or {}).values() if info else []
+        splits = [{"name": s.name, "num_examples": s.num_examples} for s in split_infos]
         description, fraction = notes.get(name, ("", None))
         configs.append({"name": name, "description": description, "validation_fraction": fraction,
                         "splits": splits})

@@ -126,9 +126,11 @@ def download_archive(archive: Archive, target_dir: os.PathLike, *, retries: int 
         except _TRANSIENT as err:
             attempt += 1
             if attempt > retries:
-                raise DownloadError(archive, f"connection failed ({_describe(err)}) after {retries} retries; "
-                                             f"{_size(partial)} bytes kept in {partial.name}, run again to resume") from err
-            logger.warning("%s: connection lost (%s); resuming from byte %d", archive.name, _describe(err), _size(partial))
+                raise DownloadError(
+                    archive, f"connection failed ({_describe(err)}) after {retries} retries; "
+                             f"{_size(partial)} bytes kept in {partial.name}, run again to resume") from err
+            logger.warning("%s: connection lost (%s); resuming from byte %d",
+                           archive.name, _describe(err), _size(partial))
 
     size = _size(partial)
     if total is not None and size != total:

@@ -47,7 +47,9 @@ USER = "test-user"
 """The user the fake token belongs to: repos created without a namespace land under it."""
 
 _GITATTRIBUTES = b"*.parquet filter=lfs diff=lfs merge=lfs -text\n*.safetensors filter=lfs diff=lfs merge=lfs -text\n"
-_LFS_SUFFIXES = (".parquet", ".arrow", ".safetensors", ".bin", ".pt", ".pth", ".png", ".jpg", ".jpeg", ".tar.gz", ".zip")
+_LFS_SUFFIXES = (
+    ".parquet", ".arrow", ".safetensors", ".bin", ".pt", ".pth", ".png", ".jpg", ".jpeg", ".tar.gz", ".zip",
+)
 _TYPE_PREFIX = {"model": "", "dataset": "datasets/", "space": "spaces/"}
 _PLURAL_TO_TYPE = {"models": "model", "datasets": "dataset", "spaces": "space"}
 
@@ -339,8 +341,9 @@ def _route(hub: HubStandIn, h, method: str, seg: list[str], query: dict, headers
     # ---- account and repo management ----
     if seg[:2] == ["api", "whoami-v2"] and method == "GET":
         hub._user(headers, required=True)
+        token_info = {"displayName": "stand-in", "role": "write"}
         return h._json(200, {"type": "user", "name": USER, "fullname": "Test User", "orgs": [],
-                             "auth": {"type": "access_token", "accessToken": {"displayName": "stand-in", "role": "write"}}})
+                             "auth": {"type": "access_token", "accessToken": token_info}})
     if seg[:3] == ["api", "repos", "create"] and method == "POST":
         return _create_repo(hub, h, headers, json.loads(body or b"{}"))
     if seg[:3] == ["api", "repos", "delete"] and method == "DELETE":

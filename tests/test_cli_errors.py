@@ -68,16 +68,18 @@ def test_bad_input_through_the_real_entry_point_is_one_line_without_traceback(tm
     (["push", "--data-dir", "{release}", "not a repo!"], "repo id 'not a repo!' is not valid", 1),
     (["push", "--data-dir", "{release}", "nih-chestxray14"], "needs a namespace: write <user or org>/nih", 1),
     (["download", "{tmp}/d", "--archives", "13"], "--archives 13: NIH has archives 1 to 12", 2),
-    (["download", "{tmp}/d", "--checksums", "{tmp}/a-file"], "a-file, line 1: expected '<sha256 hex> <archive name>'", 1),
+    (["download", "{tmp}/d", "--checksums", "{tmp}/a-file"],
+     "a-file, line 1: expected '<sha256 hex> <archive name>'", 1),
     (["download", "{tmp}/a-file"], "DIR {tmp}/a-file is a file", 2),
     (["prepare", "--data-dir", "{tmp}"], "Data_Entry", 1),
 ])
-def test_bad_input_gets_one_line_naming_it(release, release_cache, tmp_path, capsys, argv, reason, expected_code):
+def test_bad_input_gets_one_line_naming_it(publish_release, publish_cache, tmp_path, capsys, argv, reason,
+                                           expected_code):
     (tmp_path / "a-file").write_text("not what was expected\n")
-    fill = {"release": str(release), "tmp": str(tmp_path)}
+    fill = {"release": str(publish_release), "tmp": str(tmp_path)}
     argv = [a.format(**fill) for a in argv]
     if argv and argv[0] in ("export", "push", "show", "prepare"):
-        argv[1:1] = ["--cache-dir", str(release_cache)]
+        argv[1:1] = ["--cache-dir", str(publish_cache)]
     err = one_error_line(capsys, main(argv), expected_code)
     assert reason.format(**fill) in err
     assert not (tmp_path / "o").exists() and not (tmp_path / "d").exists()
@@ -90,7 +92,8 @@ def test_download_command_reports_each_failing_archive_and_keeps_the_others(tmp_
 
     server = ArchiveServer({"a.gz": b"first archive", "c.gz": b"third archive"})
     try:
-        monkeypatch.setattr(nih_chestxray14.builder, "_URLS", tuple(f"{server.url}/{n}" for n in ("a.gz", "b.gz", "c.gz")))
+        urls = tuple(f"{server.url}/{name}" for name in ("a.gz", "b.gz", "c.gz"))
+        monkeypatch.setattr(nih_chestxray14.builder, "_URLS", urls)
         code = main(["download", str(tmp_path), "--retries", "0"])
     finally:
         server.httpd.shutdown()

@@ -52,24 +52,26 @@ def card_metadata(folder):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("config", EXPORTED_CONFIGS)
-def test_export_round_trip_in_a_fresh_process_matches_the_builder(exported, release, release_cache, tmp_path, config):
+def test_export_round_trip_in_a_fresh_process_matches_the_builder(publish_export, publish_release, publish_cache,
+                                                                   tmp_path, config):
     completed = subprocess.run(
-        [sys.executable, "-c", _LOAD_WITHOUT_PACKAGE, str(exported), config],
+        [sys.executable, "-c", _LOAD_WITHOUT_PACKAGE, str(publish_export), config],
         capture_output=True, text=True, cwd=tmp_path, timeout=300,
         env={**_env_without_repo(), "HF_DATASETS_CACHE": str(tmp_path / "cache"), "HF_HUB_OFFLINE": "1"},
     )
     assert completed.returncode == 0, completed.stderr[-2000:]
     loaded = json.loads(completed.stdout.strip().splitlines()[-1])
 
-    built = nih_chestxray14.load(config, data_dir=str(release), cache_dir=str(release_cache))
+    built = nih_chestxray14.load(config, data_dir=str(publish_release), cache_dir=str(publish_cache))
     assert loaded["features"] == built["train"].features.to_dict()
     assert list(loaded["splits"]) == list(built)
     for split, dataset in built.items():
         assert loaded["splits"][split] == rows_of(dataset), split
 
 
-def test_export_writes_hub_layout_shards_and_a_card_declaring_every_config(exported, release, release_cache):
-    files = sorted(str(p.relative_to(exported)) for p in exported.rglob("*") if p.is_file())
+def test_export_writes_hub_layout_shards_and_a_card_declaring_every_config(publish_export, publish_release,
+                                                                           publish_cache):
+    files = sorted(str(p.relative_to(publish_export)) for p in publish_export.rglob("*") if p.is_file())
     assert "README.md" in files
     assert not [f for f in files if "incomplete" in f or f.startswith(".")]
     train_shards = [f for f in files if f.startswith("resized-224/train-")]
@@ -77,14 +79,14 @@ def test_export_writes_hub_layout_shards_and_a_card_declaring_every_config(expor
     assert train_shards[-1].endswith(f"-of-{len(train_shards):05d}.parquet")
     assert any(f.startswith("data/test-00000-of-") for f in files)  # "default" goes to data/, as push_to_hub does
 
-    metadata, text = card_metadata(exported)
+    metadata, text = card_metadata(publish_export)
     assert metadata["license"] == "other" and metadata["license_link"].startswith("https://nihcc.app.box.com")
     assert metadata["task_categories"] == ["image-classification"]
     assert metadata["task_ids"] == ["multi-label-image-classification"]
     assert metadata["pretty_name"] == "NIH ChestX-ray14"
     assert metadata["size_categories"] == ["n<1K"]
     assert {c["config_name"] for c in metadata["configs"]} == set(EXPORTED_CONFIGS)
-    built = nih_chestxray14.load("default", data_dir=str(release), cache_dir=str(release_cache))
+    built = nih_chestxray14.load("default", data_dir=str(publish_release), cache_dir=str(publish_cache))
     info = next(i for i in metadata["dataset_info"] if i["config_name"] == "default")
     assert {s["name"]: s["num_examples"] for s in info["splits"]} == {k: len(v) for k, v in built.items()}
 
@@ -102,16 +104,17 @@ def test_export_writes_hub_layout_shards_and_a_card_declaring_every_config(expor
     assert "no restrictions on the use" in text
 
 
-def test_export_keeps_image_bytes_untouched_without_decoding(exported, release, release_cache, monkeypatch):
+def test_export_keeps_image_bytes_untouched_without_decoding(publish_export, publish_release, publish_cache,
+                                                              monkeypatch):
     import PIL.Image
 
-    built = nih_chestxray14.load("default", data_dir=str(release), cache_dir=str(release_cache))
+    built = nih_chestxray14.load("default", data_dir=str(publish_release), cache_dir=str(publish_cache))
     monkeypatch.setattr(PIL.Image, "open", lambda *a, **k: pytest.fail("export decoded an image"))
-    table = pq.read_table(sorted((exported / "data").glob("train-*.parquet"))[0])
+    table = pq.read_table(sorted((publish_export / "data").glob("train-*.parquet"))[0])
     stored = built["train"].data.table.column("image").combine_chunks().field("bytes")
     assert table.column("image").combine_chunks().field("bytes")[0] == stored[0]
 
-    out = exported.parent / "again"
+    out = publish_export.parent / "again"
     out.mkdir()
     export_dataset_dict(built, out, "default", max_shard_bytes=10**9)  # would fail on any PIL.Image.open
 
@@ -132,11 +135,11 @@ def test_images_stored_as_paths_are_embedded_and_paths_cut_to_names(tmp_path):
     assert images_are_portable(fixed, features)
 
 
-def test_export_into_a_foreign_folder_is_refused_and_writes_nothing(release, release_cache, tmp_path, capsys):
+def test_export_into_a_foreign_folder_is_refused_and_writes_nothing(publish_release, publish_cache, tmp_path, capsys):
     out = tmp_path / "someone-elses"
     out.mkdir()
     (out / "README.md").write_text("# my notes\n")
-    code = main(["export", "--data-dir", str(release), "--cache-dir", str(release_cache), str(out)])
+    code = main(["export", "--data-dir", str(publish_release), "--cache-dir", str(publish_cache), str(out)])
     err = capsys.readouterr().err.strip()
     assert code == 1 and len(err.splitlines()) == 1
     assert "README.md exists and is not a NIH ChestX-ray14 card" in err
@@ -144,8 +147,9 @@ def test_export_into_a_foreign_folder_is_refused_and_writes_nothing(release, rel
 
 
 @pytest.mark.slow
-def test_push_sends_several_configs_to_one_repo_and_keeps_earlier_ones(hub, release, release_cache, tmp_path, capsys):
-    common = ["--data-dir", str(release), "--cache-dir", str(release_cache), "--max-shard-size", "1MB"]
+def test_push_sends_several_configs_to_one_repo_and_keeps_earlier_ones(hub, publish_release, publish_cache, tmp_path,
+                                                                       capsys):
+    common = ["--data-dir", str(publish_release), "--cache-dir", str(publish_cache), "--max-shard-size", "1MB"]
     assert main(["push", *common, "--config", "default", "--config", "resized-224", "me/nih-chestxray14",
                  "--private"]) == 0
     files = hub.files("me/nih-chestxray14", repo_type="dataset")
@@ -165,7 +169,8 @@ def test_push_sends_several_configs_to_one_repo_and_keeps_earlier_ones(hub, rele
     assert any(p.startswith("data/train-") for p in files)
 
     loaded = load_dataset("me/nih-chestxray14", "resized-224", split="validation", cache_dir=str(tmp_path / "c"))
-    built = nih_chestxray14.load("resized-224", split="validation", data_dir=str(release), cache_dir=str(release_cache))
+    built = nih_chestxray14.load("resized-224", split="validation", data_dir=str(publish_release),
+                                 cache_dir=str(publish_cache))
     assert loaded["image_id"] == built["image_id"] and loaded["labels"] == built["labels"]
 
     output = capsys.readouterr()
@@ -173,9 +178,9 @@ def test_push_sends_several_configs_to_one_repo_and_keeps_earlier_ones(hub, rele
     assert hub.token_leaks() == []
 
 
-def test_failed_push_reports_one_line_without_the_token(hub, release, release_cache, capsys):
+def test_failed_push_reports_one_line_without_the_token(hub, publish_release, publish_cache, capsys):
     hub.fail_next_commit = True
-    code = main(["push", "--data-dir", str(release), "--cache-dir", str(release_cache), "me/broken"])
+    code = main(["push", "--data-dir", str(publish_release), "--cache-dir", str(publish_cache), "me/broken"])
     err = capsys.readouterr().err.strip()
     assert code == 1 and len(err.splitlines()) == 1
     assert err.startswith("nih-chestxray14 push: error:") and "500" in err
@@ -183,14 +188,14 @@ def test_failed_push_reports_one_line_without_the_token(hub, release, release_ca
     assert set(hub.files("me/broken", repo_type="dataset")) == {".gitattributes"}
 
 
-def test_push_without_a_token_says_how_to_log_in(hub, release, release_cache, monkeypatch, tmp_path, capsys):
+def test_push_without_a_token_says_how_to_log_in(hub, publish_release, publish_cache, monkeypatch, tmp_path, capsys):
     monkeypatch.delenv("HF_TOKEN")
     monkeypatch.setenv("HF_TOKEN_PATH", str(tmp_path / "no-token"))
     from huggingface_hub import constants
 
     monkeypatch.setattr(constants, "HF_TOKEN_PATH", str(tmp_path / "no-token"))
     monkeypatch.setattr(constants, "HF_STORED_TOKENS_PATH", str(tmp_path / "no-tokens"))
-    code = main(["push", "--data-dir", str(release), "--cache-dir", str(release_cache), "me/nih"])
+    code = main(["push", "--data-dir", str(publish_release), "--cache-dir", str(publish_cache), "me/nih"])
     err = capsys.readouterr().err.strip()
     assert code == 1 and "no Hugging Face token" in err and "hf auth login" in err
     assert hub.repos == {}
@@ -202,13 +207,14 @@ def _env_without_repo():
     return {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH",)}
 
 
-def test_failed_export_leaves_the_earlier_export_untouched(exported, release, release_cache, tmp_path, monkeypatch):
+def test_failed_export_leaves_the_earlier_export_untouched(publish_export, publish_release, publish_cache, tmp_path,
+                                                           monkeypatch):
     import shutil
 
     import nih_chestxray14.publish as publish
 
     out = tmp_path / "copy"
-    shutil.copytree(exported, out)
+    shutil.copytree(publish_export, out)
     before = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()}
     real_write_split = publish.write_split
 
@@ -219,6 +225,7 @@ def test_failed_export_leaves_the_earlier_export_untouched(exported, release, re
 
     monkeypatch.setattr(publish, "write_split", disk_full_on_second_config)
     with pytest.raises(OSError, match="No space left"):
-        publish.export(release, out, ["default", "resized-224"], cache_dir=release_cache, max_shard_size="100MB")
+        publish.export(publish_release, out, ["default", "resized-224"], cache_dir=publish_cache,
+                       max_shard_size="100MB")
     after = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()}
     assert after == before
