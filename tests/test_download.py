@@ -24,6 +24,7 @@ class ArchiveServer:
     def __init__(self, files):
         self.files = files
         self.drop_after = {}
+        self.honour_range = True
         self.ranges = []  # (name, Range header or None) per GET
         server = self
 
@@ -39,7 +40,7 @@ class ArchiveServer:
                     return
                 data = server.files[name]
                 start = 0
-                if self.headers.get("Range"):
+                if self.headers.get("Range") and server.honour_range:
                     start = int(self.headers["Range"].split("=")[1].rstrip("-"))
                     if start >= len(data):
                         self.send_response(416)
@@ -149,3 +150,11 @@ def test_partial_that_is_already_whole_is_finished_without_refetching(server, tm
     assert path.read_bytes() == server.files[name]
     assert server.ranges == [(name, f"bytes={len(server.files[name])}-")]
     assert sorted(p.name for p in tmp_path.iterdir()) == [name]
+
+
+def test_server_that_ignores_range_gets_a_fresh_full_download(server, tmp_path):
+    name = "images_002.tar.gz"
+    server.honour_range = False
+    (tmp_path / f"{name}.incomplete").write_bytes(b"stale bytes from another attempt")
+    path = download_archive(server.archive(name, sha(server.files[name])), tmp_path, progress=False)
+    assert path.read_bytes() == server.files[name]
