@@ -159,8 +159,11 @@ def main(argv: Optional[List[str]] = None) -> None:
     parser.add_argument("--repeats", type=int, default=3, help="interleaved runs per set-up; the median is reported")
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--compile", action="store_true", help="add torch.compile to the recipe's set-up")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    if args.threads:
+        torch.set_num_threads(args.threads)
 
     lines = ["## Training step (forward + backward + AdamW), synthetic batch on the device", ""]
     cuda = torch.cuda.is_available()
