@@ -27,7 +27,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import shutil
 import tempfile
 from pathlib import Path
 from typing import Any, Optional, Tuple
@@ -100,9 +99,10 @@ def write_ipu_config(output_dir: str | os.PathLike, ipu_config_name: Optional[st
         ValueError: if the config is not a JSON object; the message names the file.
     """
     source = DEFAULT_IPU_CONFIG if ipu_config_name is None else _locate_ipu_config(ipu_config_name)
+    data = Path(source).read_bytes()
     try:
-        config = json.loads(Path(source).read_text(encoding="utf-8"))
-    except json.JSONDecodeError as error:
+        config = json.loads(data)
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise ValueError(f"{source} is not valid JSON ({error}); an IPU config must be a JSON object.") from None
     if not isinstance(config, dict):
         raise ValueError(f"{source} holds a JSON {type(config).__name__}; an IPU config must be a JSON object.")
@@ -112,8 +112,7 @@ def write_ipu_config(output_dir: str | os.PathLike, ipu_config_name: Optional[st
     target = output_dir / IPU_CONFIG_NAME
     with tempfile.NamedTemporaryFile("wb", dir=output_dir, prefix=".ipu_config.", delete=False) as partial:
         try:
-            with open(source, "rb") as original:
-                shutil.copyfileobj(original, partial)
+            partial.write(data)
         except BaseException:
             partial.close()
             os.unlink(partial.name)
