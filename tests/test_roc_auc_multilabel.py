@@ -309,6 +309,11 @@ def test_ragged_and_one_dimensional_inputs_are_rejected():
         mla.multilabel_roc_auc([[1], [0]], [["a"], ["b"]])
 
 
+def test_compute_without_any_example_says_so(metric):
+    with pytest.raises(ValueError, match="no examples to evaluate"):
+        metric.compute()
+
+
 def test_a_batch_with_another_number_of_classes_is_rejected(metric):
     metric.add_batch(references=[[1, 0], [0, 1]], prediction_scores=[[0.1, 0.2], [0.3, 0.4]])
     with pytest.raises(ValueError, match="3 classes.*earlier batches had 2"):

@@ -218,6 +218,10 @@ class RocAucMultilabel(evaluate.Metric):
             check_options(labels.shape[1], average, label_names, confidence_level)
             self._write(labels, scores)
         else:
+            if self.writer is None:
+                raise ValueError(
+                    "no examples to evaluate: pass references and prediction_scores, or call add_batch first"
+                )
             check_options(self._stored_num_classes(), average, label_names, confidence_level)
         return super().compute(average=average, label_names=label_names, confidence_level=confidence_level)
 
