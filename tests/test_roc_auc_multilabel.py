@@ -221,7 +221,8 @@ def test_undefined_classes_weighted_and_micro():
         micro = mla.multilabel_roc_auc(labels, scores, average="micro")["roc_auc"]
         per_class = mla.multilabel_roc_auc(labels, scores, average=None)["roc_auc"]
     defined = [0, 2]
-    assert weighted == pytest.approx(roc_auc_score(labels[:, defined], scores[:, defined], average="weighted"), abs=1e-12)
+    expected_weighted = roc_auc_score(labels[:, defined], scores[:, defined], average="weighted")
+    assert weighted == pytest.approx(expected_weighted, abs=1e-12)
     # micro pools every entry, undefined columns included, exactly as scikit-learn does
     assert micro == pytest.approx(roc_auc_score(labels, scores, average="micro"), abs=1e-12)
     assert [math.isnan(value) for value in per_class] == [False, True, False, True]
@@ -271,18 +272,25 @@ def test_nan_is_written_as_json_nan_and_read_back():
 
 # ------------------------------------------------------------------------------------------------ bad input
 
+GOOD_INPUTS = {"references": [[1, 0], [0, 1]], "prediction_scores": [[0.1, 0.2], [0.3, 0.4]]}
+
+
+def bad(case_id: str, message: str, **changes):
+    return pytest.param({**GOOD_INPUTS, **changes}, message, id=case_id)
+
+
 BAD_INPUTS = [
-    pytest.param({"references": [[1, 0], [0, 1]], "prediction_scores": [[0.1, 0.2, 0.3], [0.3, 0.4, 0.5]]}, r"shape \(2, 2\).*shape \(2, 3\)", id="shapes"),
-    pytest.param({"references": [[1, 0], [2, 1]], "prediction_scores": [[0.1, 0.2], [0.3, 0.4]]}, r"0 or 1.*row 1, column 0", id="reference-2"),
-    pytest.param({"references": [[1, 0], [0.5, 1]], "prediction_scores": [[0.1, 0.2], [0.3, 0.4]]}, r"0 or 1.*row 1, column 0", id="reference-half"),
-    pytest.param({"references": [[1, -1], [0, 1]], "prediction_scores": [[0.1, 0.2], [0.3, 0.4]]}, r"0 or 1.*row 0, column 1", id="reference-negative"),
-    pytest.param({"references": [[1, 0], [0, 1]], "prediction_scores": [[0.1, float("nan")], [0.3, 0.4]]}, r"finite.*row 0, column 1", id="nan-score"),
-    pytest.param({"references": [[1, 0], [0, 1]], "prediction_scores": [[0.1, 0.2], [float("inf"), 0.4]]}, r"finite.*row 1, column 0", id="inf-score"),
-    pytest.param({"references": [[1, 0], [0, 1]], "prediction_scores": [[0.1, 0.2], [0.3, 0.4]], "label_names": ["a"]}, r"label_names has 1 names.*2 classes", id="label-names-length"),
-    pytest.param({"references": [[1, 0], [0, 1]], "prediction_scores": [[0.1, 0.2], [0.3, 0.4]], "confidence_level": 1.0}, r"confidence_level", id="confidence-1"),
-    pytest.param({"references": [[1, 0], [0, 1]], "prediction_scores": [[0.1, 0.2], [0.3, 0.4]], "confidence_level": 0}, r"confidence_level", id="confidence-0"),
-    pytest.param({"references": [[1, 0], [0, 1]], "prediction_scores": [[0.1, 0.2], [0.3, 0.4]], "confidence_level": 95}, r"confidence_level", id="confidence-95"),
-    pytest.param({"references": [[1, 0], [0, 1]], "prediction_scores": [[0.1, 0.2], [0.3, 0.4]], "average": "samples"}, r"unknown average 'samples'", id="average"),
+    bad("shapes", r"shape \(2, 2\).*shape \(2, 3\)", prediction_scores=[[0.1, 0.2, 0.3], [0.3, 0.4, 0.5]]),
+    bad("reference-2", r"0 or 1.*row 1, column 0", references=[[1, 0], [2, 1]]),
+    bad("reference-half", r"0 or 1.*row 1, column 0", references=[[1, 0], [0.5, 1]]),
+    bad("reference-negative", r"0 or 1.*row 0, column 1", references=[[1, -1], [0, 1]]),
+    bad("nan-score", r"finite.*row 0, column 1", prediction_scores=[[0.1, float("nan")], [0.3, 0.4]]),
+    bad("inf-score", r"finite.*row 1, column 0", prediction_scores=[[0.1, 0.2], [float("inf"), 0.4]]),
+    bad("label-names-length", r"label_names has 1 names.*2 classes", label_names=["a"]),
+    bad("confidence-1", r"confidence_level", confidence_level=1.0),
+    bad("confidence-0", r"confidence_level", confidence_level=0),
+    bad("confidence-95", r"confidence_level", confidence_level=95),
+    bad("average", r"unknown average 'samples'", average="samples"),
 ]
 
 

@@ -51,11 +51,14 @@ STRICTLY_INCREASING = {
 
 
 @settings(max_examples=40, deadline=None)
-@given(problem=labelled_scores(), transform=st.sampled_from(sorted(STRICTLY_INCREASING)), average=st.sampled_from(AVERAGES))
+@given(
+    problem=labelled_scores(), transform=st.sampled_from(sorted(STRICTLY_INCREASING)), average=st.sampled_from(AVERAGES)
+)
 def test_a_strictly_increasing_transform_changes_nothing(problem, transform, average):
     labels, scores = problem
     options = {"average": average, "confidence_level": 0.9}
-    assert_same(quiet_auc(labels, scores, **options), quiet_auc(labels, STRICTLY_INCREASING[transform](scores), **options))
+    transformed = STRICTLY_INCREASING[transform](scores)
+    assert_same(quiet_auc(labels, scores, **options), quiet_auc(labels, transformed, **options))
 
 
 @settings(max_examples=40, deadline=None)
@@ -72,7 +75,8 @@ def test_negating_the_scores_gives_one_minus_the_auc(problem, average):
 def test_permuting_the_rows_changes_nothing(problem, seed, average):
     labels, scores = problem
     order = np.random.default_rng(seed).permutation(labels.shape[0])
-    options = {"average": average, "confidence_level": 0.95, "label_names": [f"c{i}" for i in range(labels.shape[1])]}
+    names = [f"c{i}" for i in range(labels.shape[1])]
+    options = {"average": average, "confidence_level": 0.95, "label_names": names}
     assert_same(quiet_auc(labels, scores, **options), quiet_auc(labels[order], scores[order], **options))
 
 

@@ -146,7 +146,9 @@ def check_options(num_classes: Optional[int], average, label_names, confidence_l
         if isinstance(confidence_level, bool) or not isinstance(confidence_level, (int, float, np.floating)):
             raise ValueError(f"confidence_level must be a number in (0, 1), such as 0.95; got {confidence_level!r}")
         if not 0.0 < float(confidence_level) < 1.0:
-            raise ValueError(f"confidence_level must lie strictly between 0 and 1, such as 0.95; got {confidence_level!r}")
+            raise ValueError(
+                f"confidence_level must lie strictly between 0 and 1, such as 0.95; got {confidence_level!r}"
+            )
     if label_names is None:
         return None
     if isinstance(label_names, str):
