@@ -1,0 +1,402 @@
+"""The recipe's command-line arguments: two dataclasses parsed with transformers' ``TrainingArguments``.
+
+``parse_arguments`` accepts flags, one ``.json`` file, or a ``.json`` file followed by flags that override it. Where
+this recipe's defaults differ from ``TrainingArguments``' own (evaluate and save every epoch, keep the best checkpoint
+by validation macro ROC AUC, keep the image column for on-the-fly transforms, mixed precision on GPUs that have it),
+they are parser defaults, so an explicit flag or JSON key always wins.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+from training.data import AugmentationConfig
+
+BUILDER_DATASET = "nih_chestxray14"
+"""``--dataset_name`` value that selects the project's builder (a raw NIH release in ``--data_dir``)."""
+
+CLASS_WEIGHTINGS = ("none", "balanced")
+
+
+@dataclass
+class ModelArguments:
+    """Which model to fine-tune (or build from scratch), its loss, and how checkpoints in ``output_dir`` are reused."""
+
+    model_name_or_path: Optional[str] = field(
+        default=None,
+        metadata={
+            "help": "Image-classification checkpoint to fine-tune: a Hub id such as google/vit-base-patch16-224-in21k "
+            "or a local folder. Its classification head is replaced by a 14-finding multi-label head. Leave unset to "
+            "build a randomly initialised model from --model_type."
+        },
+    )
+    model_type: Optional[str] = field(
+        default=None,
+        metadata={"help": "Model type to build from scratch when no --model_name_or_path is given, e.g. 'vit'."},
+    )
+    config_overrides: Optional[str] = field(
+        default=None,
+        metadata={
+            "help": "With --model_type: comma-separated config settings such as "
+            "'hidden_size=64,num_hidden_layers=2,num_attention_heads=2,intermediate_size=128,image_size=64,patch_size=8'."
+        },
+    )
+    image_processor_name: Optional[str] = field(
+        default=None,
+        metadata={
+            "help": "Image processor (Hub id or folder) to take size, mean and std from. Defaults to the checkpoint's "
+            "own; with --model_type, a ViT image processor at the config's image_size."
+        },
+    )
+    model_revision: str = field(
+        default="main", metadata={"help": "Branch, tag or commit of --model_name_or_path on the Hub."}
+    )
+    cache_dir: Optional[str] = field(
+        default=None, metadata={"help": "Where downloaded checkpoints and prepared datasets are cached."}
+    )
+    ignore_mismatched_sizes: bool = field(
+        default=True,
+        metadata={"help": "Replace a checkpoint's classification head whose size differs from 14 labels."},
+    )
+    attn_implementation: str = field(
+        default="sdpa",
+        metadata={"help": "Attention kernel: 'sdpa' (PyTorch scaled_dot_product_attention), 'eager', ..."},
+    )
+    class_weighting: str = field(
+        default="none",
+        metadata={
+            "help": "Weighting of the BCE loss for class imbalance: 'none', or 'balanced' (each finding's positives "
+            "weighted by negatives/positives in the training split, capped at --max_pos_weight).",
+            "choices": CLASS_WEIGHTINGS,
+        },
+    )
+    max_pos_weight: float = field(
+        default=50.0, metadata={"help": "Cap on a finding's positive weight with --class_weighting balanced."}
+    )
+    ipu_config_name: Optional[str] = field(
+        default=None,
+        metadata={
+            "help": "Train on Graphcore IPUs with this IPUConfig (Hub id such as Graphcore/vit-base-ipu, or a local "
+            "path). Needs optimum-graphcore and the Poplar SDK's poptorch. It is also written to ipu_config.json."
+        },
+    )
+    overwrite_output_dir: bool = field(
+        default=False,
+        metadata={
+            "help": "Start afresh: don't resume from the last checkpoint in --output_dir, and delete that folder's "
+            "checkpoint-* subfolders. Without it, a rerun with the same --output_dir resumes."
+        },
+    )
+
+    def __post_init__(self) -> None:
+        if self.model_name_or_path is None and self.model_type is None:
+            raise ValueError(
+                "give --model_name_or_path (a checkpoint to fine-tune) or --model_type (a model built from scratch, "
+                "e.g. --model_type vit --config_overrides 'hidden_size=64,num_hidden_layers=2')"
+            )
+        if self.model_name_or_path is not None and self.config_overrides is not None:
+            raise ValueError(
+                "--config_overrides only applies with --model_type (a model built from scratch); it can't be "
+                f"combined with --model_name_or_path {self.model_name_or_path!r}"
+            )
+        if self.model_name_or_path is None:
+            from transformers import CONFIG_MAPPING
+
+            if self.model_type not in CONFIG_MAPPING:
+                raise ValueError(f"--model_type {self.model_type!r} is not a transformers model type (e.g. 'vit', 'deit')")
+        if self.config_overrides is not None:
+            parse_config_overrides(self.config_overrides)
+        if self.max_pos_weight < 1:
+            raise ValueError(f"--max_pos_weight must be >= 1, got {self.max_pos_weight}")
+        if self.ipu_config_name is not None and self.class_weighting != "none":
+            raise ValueError("--class_weighting is not supported with --ipu_config_name: IPUTrainer uses the model's loss")
+
+
+@dataclass
+class DataTrainingArguments:
+    """Which data to train on, and how images are preprocessed and augmented."""
+
+    dataset_name: str = field(
+        default=BUILDER_DATASET,
+        metadata={
+            "help": f"'{BUILDER_DATASET}' to build the dataset from a raw NIH release in --data_dir, or a Hub id / "
+            "local folder holding the exported Parquet dataset."
+        },
+    )
+    dataset_config_name: Optional[str] = field(
+        default=None,
+        metadata={
+            "help": "Builder config: 'default' (original PNGs), 'resized-224', 'resized-256' or 'resized-512'. The "
+            "pre-resized configs decode far faster; pick the one just above the model's input size. For a Parquet "
+            "dataset: its config name, if it has several."
+        },
+    )
+    data_dir: Optional[str] = field(
+        default=None,
+        metadata={"help": f"Folder of the raw NIH release (archives or extracted images) for '{BUILDER_DATASET}'."},
+    )
+    validation_fraction: Optional[float] = field(
+        default=None,
+        metadata={
+            "help": "Share of the official train_val patients held out for validation (builder only; the builder's "
+            "default, 0.1, when unset). Patients never straddle splits."
+        },
+    )
+    allow_missing_images: bool = field(
+        default=False,
+        metadata={"help": "Build from a partial download, skipping listed images whose file is missing (builder only)."},
+    )
+    make_sample_release: bool = field(
+        default=False,
+        metadata={
+            "help": "Write a synthetic release (X-ray-like PNGs with a learnable pattern per finding) into --data_dir "
+            "first, unless that folder already holds one. For demos and tests; needs no download."
+        },
+    )
+    sample_num_patients: int = field(default=60, metadata={"help": "Patients in the synthetic release."})
+    sample_images_per_patient: int = field(default=3, metadata={"help": "Images per patient in the synthetic release."})
+    sample_image_size: int = field(default=64, metadata={"help": "Side of the synthetic release's PNGs, in pixels."})
+    sample_seed: int = field(default=0, metadata={"help": "Seed of the synthetic release."})
+    sample_prevalence: Optional[float] = field(
+        default=None,
+        metadata={
+            "help": "Probability of each finding per synthetic image. Default: NIH's own prevalences (0.2% for Hernia "
+            "to 18% for Infiltration), which leave rare findings with one or two positives in a small release."
+        },
+    )
+    sample_signal_strength: float = field(
+        default=1.0, metadata={"help": "Contrast of the synthetic release's planted patterns (higher learns faster)."}
+    )
+    preprocessing_num_workers: Optional[int] = field(
+        default=None, metadata={"help": "Processes for preparing the dataset (builder's num_proc)."}
+    )
+    max_train_samples: Optional[int] = field(
+        default=None, metadata={"help": "Train on the first N training images only (debugging, quick runs)."}
+    )
+    max_eval_samples: Optional[int] = field(
+        default=None, metadata={"help": "Evaluate on the first N validation images only."}
+    )
+    max_predict_samples: Optional[int] = field(
+        default=None, metadata={"help": "Score the first N test images only."}
+    )
+    augment: bool = field(
+        default=True,
+        metadata={"help": "Augment training images (random resized crop, small rotation, brightness/contrast jitter)."},
+    )
+    crop_scale_min: float = field(
+        default=0.75, metadata={"help": "Smallest crop area, as a fraction of the image, of the random resized crop."}
+    )
+    crop_scale_max: float = field(default=1.0, metadata={"help": "Largest crop area fraction of the random resized crop."})
+    rotation_degrees: float = field(default=7.0, metadata={"help": "Largest rotation, in degrees, either way."})
+    brightness: float = field(default=0.1, metadata={"help": "Brightness jitter: factor drawn from [1-x, 1+x]."})
+    contrast: float = field(default=0.1, metadata={"help": "Contrast jitter: factor drawn from [1-x, 1+x]."})
+    horizontal_flip: bool = field(
+        default=False,
+        metadata={
+            "help": "Flip training images left-right at random. Off by default: a flip puts the heart on the right, "
+            "which no real chest film shows (and Cardiomegaly is a label)."
+        },
+    )
+
+    def __post_init__(self) -> None:
+        if not self.dataset_name:
+            raise ValueError(f"--dataset_name is empty: give '{BUILDER_DATASET}', a Hub id or a local folder")
+        is_builder = self.dataset_name == BUILDER_DATASET
+        if is_builder and self.data_dir is None:
+            raise ValueError(
+                f"--dataset_name {BUILDER_DATASET} builds the dataset from a raw NIH release: give its folder with "
+                "--data_dir (or add --make_sample_release to write a synthetic one there)"
+            )
+        if not is_builder:
+            for flag in ("make_sample_release", "allow_missing_images"):
+                if getattr(self, flag):
+                    raise ValueError(f"--{flag} only applies with --dataset_name {BUILDER_DATASET}")
+            if self.validation_fraction is not None:
+                raise ValueError(
+                    f"--validation_fraction only applies with --dataset_name {BUILDER_DATASET}: an exported dataset "
+                    "already has its validation split"
+                )
+        if self.validation_fraction is not None and not 0 < self.validation_fraction < 1:
+            raise ValueError(f"--validation_fraction must be in (0, 1), got {self.validation_fraction}")
+        for name in ("sample_num_patients", "sample_images_per_patient"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"--{name} must be >= 1, got {getattr(self, name)}")
+        if self.sample_prevalence is not None and not 0 < self.sample_prevalence < 1:
+            raise ValueError(f"--sample_prevalence must be in (0, 1), got {self.sample_prevalence}")
+        if self.sample_signal_strength <= 0:
+            raise ValueError(f"--sample_signal_strength must be > 0, got {self.sample_signal_strength}")
+        if self.sample_image_size < 8:
+            raise ValueError(f"--sample_image_size must be >= 8, got {self.sample_image_size}")
+        for name in ("max_train_samples", "max_eval_samples", "max_predict_samples"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ValueError(f"--{name} must be >= 1, got {value}")
+        self.augmentation()  # raises ValueError naming the bad setting
+
+    def augmentation(self) -> AugmentationConfig:
+        """The training augmentation these flags describe.
+
+        Raises:
+            ValueError: for an out-of-range setting (e.g. crop_scale_min > crop_scale_max, rotation > 45 degrees).
+        """
+        try:
+            return AugmentationConfig(
+                crop_scale=(self.crop_scale_min, self.crop_scale_max),
+                rotation_degrees=self.rotation_degrees,
+                brightness=self.brightness,
+                contrast=self.contrast,
+                horizontal_flip=self.horizontal_flip,
+            )
+        except ValueError as error:
+            raise ValueError(f"bad augmentation setting: {error} (see --crop_scale_min/--crop_scale_max, "
+                             "--rotation_degrees, --brightness, --contrast)") from None
+
+
+def parse_config_overrides(overrides: str) -> Dict[str, str]:
+    """Split ``"hidden_size=64,num_hidden_layers=2"`` into ``{"hidden_size": "64", ...}``.
+
+    Raises:
+        ValueError: naming the item that is not ``key=value``.
+    """
+    settings: Dict[str, str] = {}
+    for item in overrides.split(","):
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip() or not value.strip():
+            raise ValueError(
+                f"--config_overrides item {item!r} is not key=value (expected e.g. 'hidden_size=64,num_hidden_layers=2')"
+            )
+        settings[key.strip()] = value.strip()
+    return settings
+
+
+def recipe_defaults(cuda_available: bool, bf16_supported: bool, cpus_per_process: int) -> Dict[str, Any]:
+    """``TrainingArguments`` defaults of this recipe, for the hardware at hand.
+
+    On CUDA: bf16 and TF32 where the GPU has them (fp16 otherwise), several data-loader workers with pinned memory
+    kept alive between epochs. On CPU the data loader stays in the main process and precision stays fp32.
+    """
+    defaults: Dict[str, Any] = {
+        "eval_strategy": "epoch",
+        "save_strategy": "epoch",
+        "logging_strategy": "steps",
+        "logging_steps": 50,
+        "load_best_model_at_end": True,
+        "metric_for_best_model": "roc_auc",
+        "greater_is_better": True,
+        "save_total_limit": 2,
+        "remove_unused_columns": False,
+        "report_to": "none",
+        "optim": "adamw_torch_fused",
+    }
+    if cuda_available:
+        if bf16_supported:
+            defaults.update(bf16=True, tf32=True)
+        else:
+            defaults.update(fp16=True)
+        workers = max(1, min(8, cpus_per_process))
+        defaults.update(
+            dataloader_num_workers=workers,
+            dataloader_pin_memory=True,
+            dataloader_persistent_workers=True,
+            dataloader_prefetch_factor=4,
+        )
+    else:
+        defaults.update(dataloader_pin_memory=False)  # pinned memory only helps host-to-GPU copies
+    return defaults
+
+
+def hardware_defaults() -> Dict[str, Any]:
+    """:func:`recipe_defaults` for this machine and this process's share of its CPUs."""
+    import torch
+
+    cuda = torch.cuda.is_available()
+    bf16 = bool(cuda and torch.cuda.is_bf16_supported())
+    local_processes = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return recipe_defaults(cuda, bf16, max(1, cpus // max(1, local_processes)) - 1)
+
+
+def ipu_config_name_from_argv(argv: Sequence[str]) -> Optional[str]:
+    """Find ``--ipu_config_name`` before parsing, since it decides which ``TrainingArguments`` class to parse into."""
+    if argv and str(argv[0]).endswith(".json"):
+        value = _read_json_arguments(Path(argv[0])).get("ipu_config_name")
+        argv = argv[1:]
+    else:
+        value = None
+    for index, item in enumerate(argv):
+        if item == "--ipu_config_name" and index + 1 < len(argv):
+            value = argv[index + 1]
+        elif item.startswith("--ipu_config_name="):
+            value = item.split("=", 1)[1]
+    return value
+
+
+def parse_arguments(
+    argv: Sequence[str], training_arguments_class: type
+) -> Tuple[ModelArguments, DataTrainingArguments, Any]:
+    """Parse flags, a ``.json`` file, or a ``.json`` file followed by overriding flags.
+
+    Raises:
+        ValueError: for a bad or inconsistent argument (the message names it), an unreadable JSON file, or a JSON key
+            that no dataclass knows.
+    """
+    from transformers import HfArgumentParser
+
+    parser = HfArgumentParser((ModelArguments, DataTrainingArguments, training_arguments_class))
+    defaults = {key: value for key, value in hardware_defaults().items() if _has_field(training_arguments_class, key)}
+    argv = list(argv)
+    if argv and argv[0].endswith(".json"):
+        from_file = _read_json_arguments(Path(argv[0]))
+        known = {f.name for dtype in parser.dataclass_types for f in fields(dtype)}
+        unknown = sorted(set(from_file) - known)
+        if unknown:
+            raise ValueError(f"{argv[0]}: unknown argument(s) {', '.join(unknown)}")
+        defaults.update(from_file)
+        argv = argv[1:]
+    parser.set_defaults(**defaults)
+    model_args, data_args, training_args = parser.parse_args_into_dataclasses(args=argv, look_for_args_file=False)
+    return model_args, data_args, training_args
+
+
+def _read_json_arguments(path: Path) -> Dict[str, Any]:
+    try:
+        values = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ValueError(f"argument file {path} does not exist") from None
+    except json.JSONDecodeError as error:
+        raise ValueError(f"argument file {path} is not valid JSON: {error}") from None
+    if not isinstance(values, dict):
+        raise ValueError(f"argument file {path} must hold one JSON object of argument names to values")
+    return values
+
+
+def _has_field(dtype: type, name: str) -> bool:
+    return any(f.name == name for f in fields(dtype))
+
+
+def json_safe(values: Dict[str, Any]) -> Dict[str, Any]:
+    """Keep the JSON-serialisable, non-secret entries of an arguments dict (for the model card)."""
+    safe: Dict[str, Any] = {}
+    for key, value in values.items():
+        if key.endswith("token"):
+            continue
+        if isinstance(value, (str, int, float, bool)) or value is None:
+            safe[key] = value
+        elif isinstance(value, (list, tuple)) and all(isinstance(v, (str, int, float, bool)) for v in value):
+            safe[key] = list(value)
+    return safe
+
+
+__all__: List[str] = [
+    "BUILDER_DATASET",
+    "ModelArguments",
+    "DataTrainingArguments",
+    "parse_arguments",
+    "parse_config_overrides",
+    "recipe_defaults",
+    "ipu_config_name_from_argv",
+]

@@ -1,0 +1,126 @@
+"""Get the recipe its ``DatasetDict`` (train / validation / test): from the project's builder or an exported copy.
+
+The recipe never parses NIH's CSVs: with ``--dataset_name nih_chestxray14`` it asks the builder, otherwise it loads
+the exported Parquet dataset (a Hub id or a local folder) with ``datasets.load_dataset``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Optional
+
+import datasets
+
+from nih_chestxray14.labels import NUM_LABELS
+from training.arguments import BUILDER_DATASET, DataTrainingArguments
+
+logger = logging.getLogger(__name__)
+
+REQUIRED_SPLITS = ("train", "validation", "test")
+SAMPLE_RELEASE_MARKER = "test_list.txt"
+"""A folder holding this file already holds a release; ``--make_sample_release`` leaves it alone."""
+
+
+def write_sample_release(data_args: DataTrainingArguments) -> Optional[Path]:
+    """With ``--make_sample_release``, write a synthetic release into ``--data_dir`` unless one is already there.
+
+    Returns the folder, or ``None`` when no sample release was asked for. Run it on the main process first
+    (``TrainingArguments.main_process_first``) so that several processes don't write the same files.
+    """
+    if not data_args.make_sample_release:
+        return None
+    from nih_chestxray14.labels import LABELS
+    from nih_chestxray14.sample import make_release
+
+    root = Path(data_args.data_dir)
+    if (root / SAMPLE_RELEASE_MARKER).is_file():
+        logger.info("using the release already in %s", root)
+        return root
+    logger.info(
+        "writing a synthetic release (%d patients x %d images, %d px) to %s",
+        data_args.sample_num_patients, data_args.sample_images_per_patient, data_args.sample_image_size, root,
+    )
+    return make_release(
+        root,
+        num_patients=data_args.sample_num_patients,
+        images_per_patient=data_args.sample_images_per_patient,
+        image_size=data_args.sample_image_size,
+        layout="images",
+        signal=True,
+        signal_strength=data_args.sample_signal_strength,
+        prevalence=None if data_args.sample_prevalence is None else {name: data_args.sample_prevalence for name in LABELS},
+        seed=data_args.sample_seed,
+    )
+
+
+def load_chestxray14(data_args: DataTrainingArguments, cache_dir: Optional[str] = None) -> datasets.DatasetDict:
+    """Load the train, validation and test splits.
+
+    Raises:
+        ValueError: if the dataset can't be found or loaded (the message names ``--dataset_name``/``--data_dir``), or
+            if it lacks a split, the ``image`` column or 14-long ``labels``.
+    """
+    if data_args.dataset_name == BUILDER_DATASET:
+        dataset = _load_from_builder(data_args, cache_dir)
+    else:
+        dataset = _load_exported(data_args, cache_dir)
+    check_dataset(dataset, data_args.dataset_name)
+    return dataset
+
+
+def _load_from_builder(data_args: DataTrainingArguments, cache_dir: Optional[str]) -> datasets.DatasetDict:
+    import nih_chestxray14
+
+    if not Path(data_args.data_dir).is_dir():
+        raise ValueError(f"--data_dir {data_args.data_dir} is not a folder: give the folder of the NIH release")
+    config_kwargs = {"allow_missing_images": data_args.allow_missing_images}
+    if data_args.validation_fraction is not None:
+        config_kwargs["validation_fraction"] = data_args.validation_fraction
+    return nih_chestxray14.load(
+        data_args.dataset_config_name or "default",
+        data_dir=data_args.data_dir,
+        num_proc=data_args.preprocessing_num_workers,
+        cache_dir=cache_dir,
+        **config_kwargs,
+    )
+
+
+def _load_exported(data_args: DataTrainingArguments, cache_dir: Optional[str]) -> datasets.DatasetDict:
+    name = data_args.dataset_name
+    if _looks_like_path(name) and not Path(name).exists():
+        raise ValueError(
+            f"--dataset_name {name!r}: no such folder. Give the folder of the exported dataset, a Hub id, or "
+            f"{BUILDER_DATASET!r} with --data_dir"
+        )
+    try:
+        dataset = datasets.load_dataset(
+            name, data_args.dataset_config_name, cache_dir=cache_dir, num_proc=data_args.preprocessing_num_workers
+        )
+    except (FileNotFoundError, ConnectionError, datasets.exceptions.DatasetNotFoundError) as error:
+        raise ValueError(
+            f"--dataset_name {name!r} is neither {BUILDER_DATASET!r}, a local folder of the exported dataset, nor a "
+            f"dataset reachable on the Hub ({type(error).__name__}: {error})"
+        ) from None
+    if not isinstance(dataset, datasets.DatasetDict):
+        raise ValueError(f"--dataset_name {name!r} loaded as one {type(dataset).__name__}, expected train/validation/test splits")
+    return dataset
+
+
+def _looks_like_path(name: str) -> bool:
+    """A Hub id is ``name`` or ``owner/name``; anything else with a separator is meant as a local folder."""
+    return name.startswith((".", "~")) or Path(name).is_absolute() or name.count("/") > 1 or (os.sep != "/" and os.sep in name)
+
+
+def check_dataset(dataset: datasets.DatasetDict, name: str) -> None:
+    """Raise ``ValueError`` naming ``name`` unless ``dataset`` has the splits and columns the recipe reads."""
+    missing = [split for split in REQUIRED_SPLITS if split not in dataset]
+    if missing:
+        raise ValueError(f"dataset {name!r} has no {', '.join(missing)} split (it has {', '.join(dataset)})")
+    features = dataset["train"].features
+    if "image" not in features or "labels" not in features:
+        raise ValueError(f"dataset {name!r} needs 'image' and 'labels' columns, it has {', '.join(features)}")
+    length = getattr(features["labels"], "length", None)
+    if length not in (None, -1, NUM_LABELS):
+        raise ValueError(f"dataset {name!r}: 'labels' must be multi-hot vectors of length {NUM_LABELS}, got {length}")

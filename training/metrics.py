@@ -1,0 +1,93 @@
+"""``compute_metrics`` for the Trainer: sigmoid scores → macro and per-finding ROC AUC, from the project's metric.
+
+The math is the metric module's (``metrics/roc_auc_multilabel``): its plain NumPy function is imported from the
+folder by path, so evaluation needs neither ``evaluate``'s module cache nor a network, and every process of a
+distributed run reads the same file.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from functools import lru_cache
+from pathlib import Path
+from types import ModuleType
+from typing import Dict, Optional, Sequence
+
+import numpy as np
+
+METRIC_DIR = Path(__file__).resolve().parents[1] / "metrics" / "roc_auc_multilabel"
+"""The metric module folder, also loadable with ``evaluate.load(str(METRIC_DIR))``."""
+
+_NUMPY_MODULE = "multilabel_auc.py"
+
+
+@lru_cache(maxsize=None)
+def metric_functions() -> ModuleType:
+    """The metric's plain NumPy module (``multilabel_roc_auc``, ``roc_auc_per_class``, ...)."""
+    path = METRIC_DIR / _NUMPY_MODULE
+    name = "nih_chestxray14_recipe_multilabel_auc"
+    spec = importlib.util.spec_from_file_location(name, path)
+    if spec is None or spec.loader is None:
+        raise ImportError(f"cannot load the ROC AUC metric from {path}")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # dataclasses and pickling look modules up by name
+    spec.loader.exec_module(module)
+    return module
+
+
+def sigmoid(logits: np.ndarray) -> np.ndarray:
+    """Element-wise logistic function, computed without overflow for large |logits|."""
+    logits = np.asarray(logits, dtype=np.float64)
+    return np.exp(-np.logaddexp(0.0, -logits))
+
+
+class MultiLabelROCAUC:
+    """``compute_metrics(eval_prediction) -> {"roc_auc": macro, "roc_auc_<finding>": ..., ...}``.
+
+    Scores are per-finding sigmoid probabilities (each finding is its own yes/no question), never a softmax.
+
+    Args:
+        label_names: the C finding names, in the model's output order.
+        confidence_level: e.g. 0.95 adds ``roc_auc_ci_low``/``_ci_high`` and per-finding ``_ci_low``/``_ci_high``
+            (DeLong intervals). ``None`` for none (cheaper, for the evaluations during training).
+    """
+
+    def __init__(self, label_names: Sequence[str], confidence_level: Optional[float] = None):
+        self.label_names = list(label_names)
+        self.confidence_level = confidence_level
+
+    def __call__(self, eval_prediction) -> Dict[str, float]:
+        """Score a ``transformers.EvalPrediction`` with ``predictions`` logits (N, C) and ``label_ids`` (N, C).
+
+        Raises:
+            ValueError: if the shapes don't match the C label names (from the metric's input checks).
+        """
+        logits = eval_prediction.predictions
+        if isinstance(logits, tuple):
+            logits = logits[0]
+        references = np.asarray(eval_prediction.label_ids)
+        return self.score(references, sigmoid(logits))
+
+    def score(self, references: np.ndarray, probabilities: np.ndarray) -> Dict[str, float]:
+        """Macro and per-finding AUC of ``probabilities`` (N, C) against 0/1 ``references`` (N, C)."""
+        import warnings
+
+        with warnings.catch_warnings():
+            # A finding absent from a small split is reported as NaN in the results; a warning per evaluation is noise.
+            warnings.simplefilter("ignore", metric_functions().UndefinedAUCWarning)
+            return metric_functions().multilabel_roc_auc(
+                np.rint(references).astype(np.int8),
+                probabilities,
+                average="macro",
+                label_names=self.label_names,
+                confidence_level=self.confidence_level,
+            )
+
+
+def strip_prefix(metrics: Dict[str, float], prefix: str) -> Dict[str, float]:
+    """``{"eval_roc_auc": x, "epoch": 3}`` → ``{"roc_auc": x}`` for ``prefix="eval_"``: keys without the prefix go."""
+    return {key[len(prefix):]: value for key, value in metrics.items() if key.startswith(prefix)}
+
+
+__all__: Sequence[str] = ["MultiLabelROCAUC", "metric_functions", "sigmoid", "strip_prefix", "METRIC_DIR"]

@@ -1,0 +1,108 @@
+"""Build the 14-finding multi-label classifier and its image processor, from a checkpoint or from scratch.
+
+Either way the model has ``problem_type="multi_label_classification"``, 14 outputs and ``id2label``/``label2id``
+from :data:`nih_chestxray14.LABELS`, so a ``pipeline("image-classification", function_to_apply="sigmoid")`` on the
+saved folder names each score. Weights load from safetensors only, and never with ``trust_remote_code``.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Dict
+
+from nih_chestxray14.labels import LABELS
+from training.arguments import ModelArguments, parse_config_overrides
+
+logger = logging.getLogger(__name__)
+
+
+def label_settings() -> Dict[str, Any]:
+    """Config settings shared by every model of the recipe: the multi-label head over the 14 findings."""
+    return {
+        "num_labels": len(LABELS),
+        "id2label": {index: name for index, name in enumerate(LABELS)},
+        "label2id": {name: index for index, name in enumerate(LABELS)},
+        "problem_type": "multi_label_classification",
+    }
+
+
+def build_config(model_args: ModelArguments):
+    """The model config: the checkpoint's, or ``--model_type``'s defaults with ``--config_overrides`` applied.
+
+    Raises:
+        ValueError: if an override names a setting the config doesn't have or has a value of the wrong type.
+    """
+    from transformers import CONFIG_MAPPING, AutoConfig
+
+    if model_args.model_name_or_path is not None:
+        return AutoConfig.from_pretrained(
+            model_args.model_name_or_path,
+            revision=model_args.model_revision,
+            cache_dir=model_args.cache_dir,
+            **label_settings(),
+        )
+    config = CONFIG_MAPPING[model_args.model_type]()
+    if model_args.config_overrides:
+        for key, value in parse_config_overrides(model_args.config_overrides).items():
+            try:
+                config.update_from_string(f"{key}={value}")
+            except ValueError as error:
+                raise ValueError(f"--config_overrides {key}={value}: {error}") from None
+        logger.info("built a %s config with overrides %s", model_args.model_type, model_args.config_overrides)
+    for key, value in label_settings().items():
+        setattr(config, key, value)
+    return config
+
+
+def build_image_processor(model_args: ModelArguments, config):
+    """The image processor whose size, mean and std the transforms use and which is saved beside the model.
+
+    With ``--model_type`` and no ``--image_processor_name``: a ViT image processor (resize, rescale to [0, 1],
+    normalise with mean = std = 0.5) at the config's ``image_size``.
+
+    Raises:
+        ValueError: with ``--model_type``, if the config has no ``image_size`` and no ``--image_processor_name`` was
+            given.
+    """
+    from transformers import AutoImageProcessor
+
+    name = model_args.image_processor_name or model_args.model_name_or_path
+    if name is not None:
+        return AutoImageProcessor.from_pretrained(name, revision=model_args.model_revision, cache_dir=model_args.cache_dir)
+    image_size = getattr(config, "image_size", None)
+    if not isinstance(image_size, int):
+        raise ValueError(
+            f"--model_type {model_args.model_type} has no integer image_size in its config: give --image_processor_name"
+        )
+    from transformers.models.vit.image_processing_pil_vit import ViTImageProcessorPil
+
+    return ViTImageProcessorPil(size={"height": image_size, "width": image_size})
+
+
+def build_model(model_args: ModelArguments, config):
+    """The classifier: the checkpoint's weights with a fresh 14-way head, or a randomly initialised model.
+
+    Raises:
+        ValueError: if ``--model_name_or_path`` is not an image-classification model.
+    """
+    from transformers import AutoModelForImageClassification
+
+    if model_args.model_name_or_path is None:
+        return AutoModelForImageClassification.from_config(config, attn_implementation=model_args.attn_implementation)
+    try:
+        return AutoModelForImageClassification.from_pretrained(
+            model_args.model_name_or_path,
+            config=config,
+            revision=model_args.model_revision,
+            cache_dir=model_args.cache_dir,
+            ignore_mismatched_sizes=model_args.ignore_mismatched_sizes,
+            use_safetensors=True,
+            attn_implementation=model_args.attn_implementation,
+        )
+    except ValueError as error:
+        if "Unrecognized configuration class" in str(error):
+            raise ValueError(
+                f"--model_name_or_path {model_args.model_name_or_path!r} is a {config.model_type} model, which has no "
+                "image-classification head in transformers"
+            ) from None
+        raise

@@ -1,0 +1,267 @@
+#!/usr/bin/env python
+"""Fine-tune an image classifier on NIH ChestX-ray14 (14 findings, multi-label) and publish it with a model card.
+
+Examples::
+
+    # ViT-Base from ImageNet-21k on the pre-resized builder config, scored on the official test split, then pushed
+    python training/run.py \\
+        --model_name_or_path google/vit-base-patch16-224-in21k \\
+        --dataset_name nih_chestxray14 --dataset_config_name resized-256 --data_dir /data/nih \\
+        --output_dir vit-chestxray14 --do_train --do_eval --do_predict \\
+        --push_to_hub --hub_model_id me/vit-chestxray14
+
+    torchrun --nproc_per_node 8 training/run.py ...      # several GPUs, same script
+    python training/run.py training/configs/demo.json    # offline demo: synthetic release, tiny ViT, CPU
+
+Rerunning with the same ``--output_dir`` resumes from its last checkpoint unless ``--overwrite_output_dir`` is given.
+``main()`` only orchestrates; each step lives in a small module of ``training/`` that a test can call on its own.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import sys
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence
+
+# The recipe runs from a clone, as transformers' examples do. Put the repository root (which holds training/,
+# metrics/ and model_card/) on the path, in place of this folder, whose module names would shadow top-level ones.
+_REPO_ROOT = Path(__file__).resolve().parents[1]
+if sys.path and Path(sys.path[0] or ".").resolve() == Path(__file__).resolve().parent:
+    sys.path[0] = str(_REPO_ROOT)
+elif str(_REPO_ROOT) not in sys.path:
+    sys.path.insert(0, str(_REPO_ROOT))
+
+import datasets  # noqa: E402
+import numpy as np  # noqa: E402
+import transformers  # noqa: E402
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, get_last_checkpoint  # noqa: E402
+
+from nih_chestxray14.errors import NIHChestXray14Error  # noqa: E402
+from nih_chestxray14.labels import LABELS  # noqa: E402
+from training.arguments import (  # noqa: E402
+    BUILDER_DATASET,
+    DataTrainingArguments,
+    ModelArguments,
+    ipu_config_name_from_argv,
+    parse_arguments,
+)
+from training.data import ImageGeometry, XrayEvalTransform, XrayTrainTransform, collate_multilabel  # noqa: E402
+from training.dataset import load_chestxray14, write_sample_release  # noqa: E402
+from training.ipu import IPUUnavailableError, load_ipu_config, trainer_classes, write_ipu_config  # noqa: E402
+from training.loss import MultiLabelBCELoss, balanced_pos_weight  # noqa: E402
+from training.metrics import MultiLabelROCAUC, sigmoid, strip_prefix  # noqa: E402
+from training.model import build_config, build_image_processor, build_model  # noqa: E402
+from training.plots import plot_roc_curves, plot_training_curves  # noqa: E402
+from training.trainer import with_resumable_checkpoints  # noqa: E402
+from training.publish import PushError, push_output_dir, resolve_repo_id  # noqa: E402
+from training.card import hardware_description, hyperparameters, write_card  # noqa: E402
+
+logger = logging.getLogger(__name__)
+
+CONFIDENCE_LEVEL = 0.95
+"""Level of the DeLong intervals reported for the final validation and test scores."""
+
+
+def main(argv: Optional[Sequence[str]] = None) -> Dict[str, float]:
+    """Run the recipe with command-line ``argv`` (default ``sys.argv[1:]``); return the metrics of ``all_results.json``.
+
+    Raises:
+        ValueError: for bad or inconsistent arguments and unusable data (the message names the argument or file).
+        IPUUnavailableError: with ``--ipu_config_name`` when optimum-graphcore cannot be imported.
+        PushError: with ``--push_to_hub`` when the upload fails; ``output_dir`` is left complete.
+    """
+    argv = sys.argv[1:] if argv is None else list(argv)
+    ipu_config_name = ipu_config_name_from_argv(argv)
+    trainer_class, training_arguments_class = trainer_classes(ipu_config_name)
+    model_args, data_args, training_args = parse_arguments(argv, training_arguments_class)
+    hub_token = _take_hub_token(training_args)
+    push_to_hub, training_args.push_to_hub = training_args.push_to_hub, False  # we upload the finished folder
+    _setup_logging(training_args)
+    output_dir = Path(training_args.output_dir)
+    checkpoint = _checkpoint_to_resume(training_args, model_args)
+    repo_id = resolve_repo_id(training_args.hub_model_id, output_dir, hub_token) if push_to_hub else None
+
+    # Data: the main process writes the sample release and prepares the dataset; the others then read its cache.
+    with training_args.main_process_first(desc="preparing the dataset"):
+        write_sample_release(data_args)
+        dataset = load_chestxray14(data_args, cache_dir=model_args.cache_dir)
+    dataset = _limit_samples(dataset, data_args)
+
+    # Model and preprocessing (seeded first, so a model built from scratch starts from the same weights every run)
+    transformers.set_seed(training_args.seed)
+    config = build_config(model_args)
+    image_processor = build_image_processor(model_args, config)
+    model = build_model(model_args, config)
+    geometry = ImageGeometry.from_image_processor(image_processor)
+    train_transform = XrayTrainTransform(geometry, data_args.augmentation()) if data_args.augment else XrayEvalTransform(geometry)
+    eval_transform = XrayEvalTransform(geometry)
+    columns = ["image", "labels"]
+
+    # Trainer: the same for GPUs, CPUs and IPUs; only the classes and a few keyword names differ.
+    trainer_class = with_resumable_checkpoints(trainer_class)
+    trainer_kwargs: Dict[str, Any] = {}
+    if ipu_config_name is not None:
+        trainer_kwargs.update(ipu_config=load_ipu_config(ipu_config_name), tokenizer=image_processor)
+    else:
+        pos_weight = None
+        if model_args.class_weighting == "balanced":
+            pos_weight = balanced_pos_weight(_label_matrix(dataset["train"]), model_args.max_pos_weight)
+            logger.info("positive weights per finding: %s", dict(zip(LABELS, pos_weight.tolist())))
+        trainer_kwargs.update(processing_class=image_processor, compute_loss_func=MultiLabelBCELoss(pos_weight))
+    trainer = trainer_class(
+        model=model,
+        args=training_args,
+        train_dataset=dataset["train"].with_transform(train_transform, columns=columns) if training_args.do_train else None,
+        eval_dataset=dataset["validation"].with_transform(eval_transform, columns=columns),
+        data_collator=collate_multilabel,
+        compute_metrics=MultiLabelROCAUC(LABELS),
+        **trainer_kwargs,
+    )
+
+    # Train, evaluate, predict
+    results: Dict[str, Any] = {}
+    validation_metrics: Dict[str, float] = {}
+    test_metrics: Dict[str, float] = {}
+    if training_args.do_train:
+        train_result = trainer.train(resume_from_checkpoint=checkpoint)
+        trainer.save_model()
+        trainer.log_metrics("train", train_result.metrics)
+        trainer.save_metrics("train", train_result.metrics)
+        trainer.save_state()
+        results.update(train_result.metrics)
+    trainer.compute_metrics = MultiLabelROCAUC(LABELS, confidence_level=CONFIDENCE_LEVEL)
+    if training_args.do_eval:
+        metrics = trainer.evaluate()
+        trainer.log_metrics("eval", metrics)
+        trainer.save_metrics("eval", metrics)
+        validation_metrics = strip_prefix(metrics, "eval_")
+        results.update(metrics)
+    else:
+        validation_metrics = _last_validation_metrics(trainer.state.log_history)
+    prediction = None
+    if training_args.do_predict:
+        prediction = trainer.predict(dataset["test"].with_transform(eval_transform, columns=columns), metric_key_prefix="test")
+        trainer.log_metrics("test", prediction.metrics)
+        trainer.save_metrics("test", prediction.metrics)
+        test_metrics = strip_prefix(prediction.metrics, "test_")
+        results.update(prediction.metrics)
+
+    # What gets published: the model folder with plots, ipu_config.json and the model card (main process only)
+    if trainer.is_world_process_zero():
+        output_dir.mkdir(parents=True, exist_ok=True)
+        image_processor.save_pretrained(output_dir)
+        plots = plot_training_curves(trainer.state.log_history, output_dir)
+        if prediction is not None:
+            plots.update(plot_roc_curves(prediction.label_ids, sigmoid(_logits(prediction.predictions)), LABELS,
+                                         output_dir, test_metrics))
+        write_ipu_config(output_dir, ipu_config_name)
+        write_card(
+            output_dir,
+            model_name=repo_id or output_dir.name,
+            model_args=model_args,
+            data_args=data_args,
+            hyperparameters=hyperparameters(model_args, data_args, training_args, geometry),
+            hardware=hardware_description(training_args, ipu_config_name),
+            validation_metrics=validation_metrics,
+            test_metrics=test_metrics,
+            train_metrics=results,
+            plots=plots,
+            split_sizes={split: len(dataset[split]) for split in dataset},
+        )
+        _write_all_results(trainer, results)
+        if push_to_hub:
+            push_output_dir(output_dir, repo_id, token=hub_token, private=training_args.hub_private_repo,
+                            revision=training_args.hub_revision)
+    return results
+
+
+def _take_hub_token(training_args) -> Optional[str]:
+    """Move ``--hub_token`` out of the arguments, which the Trainer pickles into ``training_args.bin``."""
+    token = getattr(training_args, "hub_token", None)
+    if token is not None:
+        training_args.hub_token = None
+    return token
+
+
+def _setup_logging(training_args) -> None:
+    logging.basicConfig(
+        format="%(asctime)s - %(levelname)s - %(name)s - %(message)s",
+        datefmt="%m/%d/%Y %H:%M:%S",
+        handlers=[logging.StreamHandler(sys.stdout)],
+    )
+    log_level = training_args.get_process_log_level()
+    if log_level == logging.WARNING and training_args.should_log:
+        log_level = logging.INFO  # the recipe's own progress is worth seeing on the main process
+    for name in ("training", "__main__", __name__):
+        logging.getLogger(name).setLevel(log_level)
+    datasets.utils.logging.set_verbosity(max(log_level, logging.WARNING))
+    transformers.utils.logging.set_verbosity(training_args.get_process_log_level())
+    logger.info(
+        "process rank %s, device %s, %s process(es), precision %s",
+        training_args.process_index, training_args.device, training_args.world_size,
+        "bf16" if training_args.bf16 else "fp16" if training_args.fp16 else "fp32",
+    )
+
+
+def _checkpoint_to_resume(training_args, model_args: ModelArguments) -> Optional[str]:
+    """The checkpoint to resume from: ``--resume_from_checkpoint``, else the last one in ``output_dir``.
+
+    With ``--overwrite_output_dir`` nothing is resumed and the old ``checkpoint-*`` folders are deleted first, so a
+    later rerun can't pick one of them up.
+    """
+    if training_args.resume_from_checkpoint is not None:
+        return training_args.resume_from_checkpoint
+    output_dir = Path(training_args.output_dir)
+    if not training_args.do_train or not output_dir.is_dir():
+        return None
+    if model_args.overwrite_output_dir:
+        with training_args.main_process_first(desc="clearing old checkpoints"):
+            for old in output_dir.glob(f"{PREFIX_CHECKPOINT_DIR}-*"):
+                shutil.rmtree(old, ignore_errors=True)
+        return None
+    checkpoint = get_last_checkpoint(str(output_dir))
+    if checkpoint is not None:
+        logger.info("resuming training from %s (pass --overwrite_output_dir to start afresh)", checkpoint)
+    return checkpoint
+
+
+def _limit_samples(dataset: datasets.DatasetDict, data_args: DataTrainingArguments) -> datasets.DatasetDict:
+    limits = {
+        "train": data_args.max_train_samples,
+        "validation": data_args.max_eval_samples,
+        "test": data_args.max_predict_samples,
+    }
+    for split, limit in limits.items():
+        if limit is not None and limit < len(dataset[split]):
+            dataset[split] = dataset[split].select(range(limit))
+    return dataset
+
+
+def _label_matrix(split: datasets.Dataset) -> np.ndarray:
+    """The (N, 14) multi-hot labels of a split, read from Arrow without decoding a single image."""
+    return np.asarray(split.select_columns(["labels"]).with_format("numpy")["labels"])
+
+
+def _logits(predictions: Any) -> np.ndarray:
+    return predictions[0] if isinstance(predictions, tuple) else predictions
+
+
+def _last_validation_metrics(log_history: List[Dict[str, Any]]) -> Dict[str, float]:
+    evaluations = [entry for entry in log_history if "eval_roc_auc" in entry]
+    return strip_prefix(evaluations[-1], "eval_") if evaluations else {}
+
+
+def _write_all_results(trainer, results: Dict[str, Any]) -> None:
+    # save_metrics("all", ...) merges into all_results.json; writing it last makes it hold every split.
+    trainer.save_metrics("all", results, combined=False)
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except (ValueError, FileNotFoundError, NIHChestXray14Error, IPUUnavailableError, PushError) as error:
+        logger.debug("the recipe stopped", exc_info=True)
+        sys.exit(f"{Path(sys.argv[0]).name}: error: {error}")
