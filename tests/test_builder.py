@@ -227,3 +227,12 @@ def test_validation_fraction_is_a_config_parameter(archives_release, tmp_path):
     assert len(larger["validation"]) > len(default["validation"])
     with pytest.raises(ValueError, match="validation_fraction"):
         build(archives_release, tmp_path / "cache", validation_fraction=1.5)
+
+
+def test_registry_answers_config_names_and_builder_and_leaves_other_builders_alone(tmp_path):
+    assert datasets.get_dataset_config_names("nih_chestxray14") == ["default", "resized-224", "resized-256", "resized-512"]
+    builder = datasets.load_dataset_builder("nih_chestxray14", "resized-256")
+    assert isinstance(builder, NIHChestXray14) and builder.config.image_size == 256
+    table = tmp_path / "table.csv"
+    table.write_text("a,b\n1,2\n")
+    assert datasets.load_dataset("csv", data_files=str(table), cache_dir=str(tmp_path / "cache"))["train"][0] == {"a": 1, "b": 2}
