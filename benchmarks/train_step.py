@@ -155,7 +155,7 @@ def main(argv: Optional[List[str]] = None) -> None:
                         help="'all': the tiny ViT on CPU, and ViT-B/16 on CUDA when available")
     parser.add_argument("--device", default=None, help="'cpu' or 'cuda' (default: cuda for ViT-B/16 when available)")
     parser.add_argument("--batch-size", type=int, default=None)
-    parser.add_argument("--steps", type=int, default=30)
+    parser.add_argument("--steps", type=int, default=60)
     parser.add_argument("--repeats", type=int, default=3, help="interleaved runs per set-up; the median is reported")
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--compile", action="store_true", help="add torch.compile to the recipe's set-up")
