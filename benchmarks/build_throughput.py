@@ -146,12 +146,12 @@ def main() -> None:
     print(f"decode bound (Pillow, 1 process): {decode_per_cpu:.1f} images/CPU-s ({count / bound.wall:.1f} images/s)")
     print(f"PNG check of default: {crc_seconds * 1e3:.2f} ms/image = {crc_seconds * decode_per_cpu:.3f} of a decode")
     print(f"{'config':<12} {'images/CPU-s':>12} {'x bound':>8} {'images/s, 1 proc':>17} {'images/s, 2 procs':>18} "
-          f"{'speed-up':>9}")
+          f"{'speed-up':>9} {'CPU-s 2 procs / 1':>18}")
     for config in CONFIGS:
         one, two = timers[config, 1], timers[config, 2]
         per_core = count / one.cpu
         print(f"{config:<12} {per_core:>12.1f} {per_core / decode_per_cpu:>8.2f} {count / one.wall:>17.1f} "
-              f"{count / two.wall:>18.1f} {one.wall / two.wall:>9.2f}")
+              f"{count / two.wall:>18.1f} {one.wall / two.wall:>9.2f} {two.cpu / one.cpu:>18.2f}")
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ import hashlib
 import logging
 import math
 import os
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, Iterator, List, Optional, Sequence, Tuple
@@ -17,6 +18,7 @@ from .metadata import read_release_metadata
 from .pixels import check_png, resize_png
 from .schema import FEATURES, make_example
 from .sources import ImageSource, iter_archive_images, locate_images
+from .spill import SpillWriter, read_spill
 from .splits import SPLITS, assign_splits, check_patient_disjoint, check_validation_fraction, patients_by_split
 
 logger = logging.getLogger(__name__)
@@ -67,7 +69,7 @@ _URLS = (
 
 _VERSION = datasets.Version("1.0.0")
 
-_SOURCE_MODULES = ("builder", "errors", "labels", "metadata", "pixels", "schema", "sources", "splits")
+_SOURCE_MODULES = ("builder", "errors", "labels", "metadata", "pixels", "schema", "sources", "spill", "splits")
 
 
 def code_hash() -> str:
@@ -132,6 +134,7 @@ class NIHChestXray14(datasets.GeneratorBasedBuilder):
         super().__init__(*args, hash=hash or code_hash(), **kwargs)
         self._expected_counts: Dict[str, int] = {}
         self._num_proc: Optional[int] = None
+        self._spill_dir: Optional[str] = None  # set while a resized config is prepared from archives (not streaming)
 
     def _info(self) -> datasets.DatasetInfo:
         return datasets.DatasetInfo(
@@ -166,12 +169,17 @@ class NIHChestXray14(datasets.GeneratorBasedBuilder):
             logger.info("%s has no images: downloading NIH's %d archives", config.data_dir, len(_URLS))
             source = ImageSource("download", archives=tuple(dl_manager.download(list(_URLS))))
         self._num_proc = num_proc
+        spill_dir = self._spill_dir if source.layout != "extracted" else None
         generators = []
         for split in SPLITS:
             names = assignment.images(split)
             if not names:  # e.g. validation_fraction=0: datasets cannot read back an empty split
                 logger.info("the %s split is empty and is left out", split)
                 continue
+            # The first split's pass over the archives also prepares the later splits' images (see .spill).
+            spill_for = {} if generators or spill_dir is None else {
+                name: other for other in SPLITS if other != split for name in assignment.images(other)
+            }
             if source.layout == "extracted":
                 names = self._present(names, source, split)
                 shards = [(source.files[name], 0, 1) for name in names]
@@ -192,6 +200,8 @@ class NIHChestXray14(datasets.GeneratorBasedBuilder):
                         "split": split,
                         "num_shards": len(shards),
                         "source": source.describe(),
+                        "spill_dir": spill_dir,
+                        "spill_for": spill_for,
                     },
                 )
             )
@@ -217,35 +227,69 @@ class NIHChestXray14(datasets.GeneratorBasedBuilder):
         logger.warning("allow_missing_images: skipped %d of the %d images of the %s split (%s)",
                        count, listed, split, shown)
 
-    def _generate_examples(self, shards, archives, entries, boxes, split, num_shards, source) -> Iterator:
+    def _generate_examples(
+        self, shards, archives, entries, boxes, split, num_shards, source, spill_dir, spill_for
+    ) -> Iterator:
         seen = set()
         for shard in shards:
-            for name, png, where in self._read_shard(shard, archives, entries):
+            for name, png in self._shard_images(shard, archives, entries, split, spill_dir, spill_for):
                 if name in seen:
-                    raise ImageSourceError(f"{name} occurs twice (again at {where}); keep one copy")
+                    raise ImageSourceError(f"{name} occurs twice in {source}; keep one copy")
                 seen.add(name)
-                if self.config.image_size is None:
-                    check_png(png, where)
-                else:
-                    png = resize_png(png, self.config.image_size, where)
                 yield name, make_example(entries[name], png, boxes.get(name, ()))
         if len(shards) == num_shards and archives:  # this job read every archive: check for missing images here
             missing = sorted(set(entries) - seen)
             if missing:
                 self._report_missing(split, len(missing), len(entries), source, missing)
 
+    def _shard_images(self, shard, archives, entries, split, spill_dir, spill_for) -> Iterator[Tuple[str, bytes]]:
+        """``(name, PNG as stored)`` for this split's images in one shard, from the spill or the source."""
+        spilled = read_spill(spill_dir, split, shard)
+        if spilled is not None:
+            yield from spilled
+            return
+        writer = SpillWriter(spill_dir, shard, set(spill_for.values())) if spill_for else None
+        complete = False
+        try:
+            for name, png, where in self._read_shard(shard, archives, entries, spill_for):
+                png = self._pixels(png, where)
+                if name in entries:
+                    yield name, png
+                else:
+                    writer.write(spill_for[name], name, png)
+            complete = True
+        finally:
+            if writer is not None:
+                writer.close(complete)
+
+    def _pixels(self, png: bytes, where: str) -> bytes:
+        """The PNG as stored by this config: checked and untouched, or resized once."""
+        if self.config.image_size is None:
+            check_png(png, where)
+            return png
+        return resize_png(png, self.config.image_size, where)
+
     @staticmethod
-    def _read_shard(shard, archives, entries) -> Iterator[Tuple[str, bytes, str]]:
+    def _read_shard(shard, archives, entries, spill_for) -> Iterator[Tuple[str, bytes, str]]:
         location, part, parts = shard
         if not archives:
             with open(location, "rb") as handle:
                 yield os.path.basename(location), handle.read(), location
             return
         path, members = archives[location]
-        yield from iter_archive_images(members, path, entries, part, parts)
+        wanted = entries.keys() | spill_for.keys() if spill_for else entries
+        yield from iter_archive_images(members, path, wanted, part, parts)
 
     def _download_and_prepare(self, dl_manager, verification_mode, **prepare_split_kwargs):
-        super()._download_and_prepare(dl_manager, verification_mode, **prepare_split_kwargs)
+        # _output_dir is the build's incomplete directory here; spilled images must not outlive the build.
+        if self.config.image_size is not None and os.path.isdir(self._output_dir):
+            self._spill_dir = os.path.join(self._output_dir, "spill")
+        try:
+            super()._download_and_prepare(dl_manager, verification_mode, **prepare_split_kwargs)
+        finally:
+            if self._spill_dir is not None:
+                shutil.rmtree(self._spill_dir, ignore_errors=True)
+                self._spill_dir = None
         # With several processes, no single job saw every archive: compare the counts instead.
         for split, expected in self._expected_counts.items():
             found = self.info.splits[split].num_examples

@@ -129,7 +129,9 @@ def test_resized_config_reduces_the_shorter_side_by_area_averaging(tmp_path):
     release = make_release(tmp_path / "release", num_patients=3, images_per_patient=1, image_size=448, num_archives=1)
     ds = build(release, tmp_path / "cache", "resized-224")
     pngs = archive_pngs(release)
-    for example in ds["train"]:
+    examples = [example for split in ("train", "validation", "test") for example in ds[split]]
+    assert len(examples) == 3
+    for example in examples:
         image = example["image"]
         assert image.size == (224, 224) and image.mode == "L"
         original = np.asarray(Image.open(io.BytesIO(pngs[example["image_id"]])), dtype=np.float64)
@@ -162,10 +164,12 @@ def test_streaming_yields_the_same_examples_as_the_prepared_dataset(archives_rel
 def test_two_processes_build_the_same_dataset_as_one(num_archives, tmp_path):
     release = make_release(tmp_path / "release", num_patients=12, images_per_patient=2, image_size=40,
                            num_archives=num_archives)
-    one = build(release, tmp_path / "one", "resized-224")
-    two = build(release, tmp_path / "two", "resized-224", num_proc=2)
+    one = build(release, tmp_path / "one", "resized-224").cast_column("image", datasets.Image(decode=False))
+    two = build(release, tmp_path / "two", "resized-224", num_proc=2).cast_column("image", datasets.Image(decode=False))
     for split in one:
-        assert sorted(list(one[split]["image_id"])) == sorted(list(two[split]["image_id"]))
+        assert sorted((row["image_id"], row["image"]["bytes"]) for row in one[split]) == sorted(
+            (row["image_id"], row["image"]["bytes"]) for row in two[split]
+        )
     if num_archives == 1:  # one archive is shared by the two processes, so each wrote its own file
         assert len(two["train"].cache_files) == 2
 
@@ -236,3 +240,20 @@ def test_registry_answers_config_names_and_builder_and_leaves_other_builders_alo
     table = tmp_path / "table.csv"
     table.write_text("a,b\n1,2\n")
     assert datasets.load_dataset("csv", data_files=str(table), cache_dir=str(tmp_path / "cache"))["train"][0] == {"a": 1, "b": 2}
+
+
+def test_resized_build_reads_each_archive_once_for_all_splits_and_leaves_no_spill(archives_release, tmp_path, monkeypatch):
+    import nih_chestxray14.builder as builder_module
+
+    reads = []
+    original = builder_module.iter_archive_images
+
+    def counting(members, archive, *args):
+        reads.append(os.path.basename(archive))
+        return original(members, archive, *args)
+
+    monkeypatch.setattr(builder_module, "iter_archive_images", counting)
+    ds = build(archives_release, tmp_path / "cache", "resized-224")
+    assert sorted(reads) == ["images_001.tar.gz", "images_002.tar.gz", "images_003.tar.gz"]
+    assert sum(len(split) for split in ds.values()) == len(raw_entries(archives_release))
+    assert not list((tmp_path / "cache").glob("**/spill*"))
