@@ -44,9 +44,9 @@ class ModelSpec:
 
 
 MODELS = {
-    # The offline demo's tiny ViT (training/configs/demo.json builds one of this size with --config_overrides).
-    "tiny": ModelSpec("tiny ViT (2 layers, width 64, 64 px, 8 px patches)",
-                      dict(image_size=64, patch_size=8, hidden_size=64, num_hidden_layers=2, num_attention_heads=2,
+    # The offline demo's tiny ViT: training/configs/demo.json's --config_overrides.
+    "tiny": ModelSpec("tiny ViT of the demo (2 layers, width 64, 32 px, 8 px patches)",
+                      dict(image_size=32, patch_size=8, hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
                            intermediate_size=128), batch_size_cpu=32, batch_size_cuda=512),
     # ViTConfig's defaults are ViT-B/16 at 224 px: 12 layers, width 768, 12 heads, MLP 3072.
     "vit-base": ModelSpec("ViT-B/16, 224 px", {}, batch_size_cpu=8, batch_size_cuda=256),
