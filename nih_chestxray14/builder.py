@@ -152,6 +152,8 @@ class NIHChestXray14(datasets.GeneratorBasedBuilder):
     def _split_generators(self, dl_manager, num_proc: Optional[int] = None) -> List[datasets.SplitGenerator]:
         config = self.config
         fraction = check_validation_fraction(config.validation_fraction)
+        if config.image_size is not None and (not isinstance(config.image_size, int) or config.image_size < 1):
+            raise ValueError(f"image_size must be a positive number of pixels or None, got {config.image_size!r}")
         release = read_release_metadata(config.data_dir)
         patient_of_image = {name: entry.patient_id for name, entry in release.entries.items()}
         assignment = assign_splits(

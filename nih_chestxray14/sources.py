@@ -118,7 +118,7 @@ def is_safe_member(path: str) -> bool:
     normalised = path.replace("\\", "/")
     if normalised.startswith("/") or re.match(r"^[A-Za-z]:", normalised):
         return False
-    return ".." not in posixpath.normpath(normalised).split("/") and ".." not in normalised.split("/")
+    return ".." not in normalised.split("/")
 
 
 def iter_archive_images(

@@ -205,3 +205,10 @@ def test_archive_members_that_escape_are_ignored_and_never_read(release, tmp_pat
         ds = build(release, tmp_path / "cache")
     assert list(ds["test"]["image_id"]).count(name) == 1
     assert "'../" in caplog.text and "'/tmp/" in caplog.text and "escapes the archive" in caplog.text
+
+
+def test_bad_config_values_are_refused_before_any_work(archives_release, tmp_path):
+    with pytest.raises(ValueError, match="image_size must be a positive number of pixels"):
+        build(archives_release, tmp_path / "cache", "resized-224", image_size=0)
+    with pytest.raises(ValueError, match=r"BuilderConfig 'resized-100' not found"):
+        build(archives_release, tmp_path / "cache", "resized-100")
