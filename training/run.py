@@ -84,16 +84,18 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, float]:
     checkpoint = _checkpoint_to_resume(training_args, model_args)
     repo_id = resolve_repo_id(training_args.hub_model_id, output_dir, hub_token) if push_to_hub else None
 
+    # Model config and preprocessing first: a bad --config_overrides fails before the dataset is prepared.
+    config = build_config(model_args)
+    image_processor = build_image_processor(model_args, config)
+
     # Data: the main process writes the sample release and prepares the dataset; the others then read its cache.
     with training_args.main_process_first(desc="preparing the dataset"):
         write_sample_release(data_args)
         dataset = load_chestxray14(data_args, cache_dir=model_args.cache_dir)
     dataset = _limit_samples(dataset, data_args)
 
-    # Model and preprocessing (seeded first, so a model built from scratch starts from the same weights every run)
+    # Model (seeded first, so a model built from scratch starts from the same weights every run)
     transformers.set_seed(training_args.seed)
-    config = build_config(model_args)
-    image_processor = build_image_processor(model_args, config)
     model = build_model(model_args, config)
     geometry = ImageGeometry.from_image_processor(image_processor)
     train_transform = XrayTrainTransform(geometry, data_args.augmentation()) if data_args.augment else XrayEvalTransform(geometry)

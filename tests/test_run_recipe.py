@@ -1,0 +1,179 @@
+"""The recipe end to end: the real ``main()`` trains a tiny ViT on a synthetic release with a learnable signal.
+
+One trained run is shared by the module; resuming, the demo config and bad input get their own short runs.
+"""
+
+import json
+import logging
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from huggingface_hub import ModelCard
+from PIL import Image
+
+from nih_chestxray14.labels import LABELS
+from training.run import main
+
+pytestmark = pytest.mark.slow
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+TINY_VIT = "hidden_size=64,num_hidden_layers=2,num_attention_heads=4,intermediate_size=128,image_size=32,patch_size=8"
+PUBLISHED_FILES = {
+    "config.json", "model.safetensors", "preprocessor_config.json", "ipu_config.json", "README.md", "all_results.json",
+    "training_loss.png", "learning_rate.png", "roc_curves_test.png",
+}
+
+
+def recipe_args(release: Path, cache: Path, output_dir: Path, *extra: str) -> list:
+    """A tiny from-scratch run on a 32 px synthetic release (written on first use), CPU only."""
+    return [
+        "--model_type", "vit", "--config_overrides", TINY_VIT,
+        "--data_dir", str(release), "--make_sample_release", "--sample_num_patients", "200",
+        "--sample_image_size", "32", "--sample_prevalence", "0.2", "--sample_signal_strength", "2.5",
+        "--cache_dir", str(cache), "--output_dir", str(output_dir),
+        "--use_cpu", "--per_device_train_batch_size", "32", "--per_device_eval_batch_size", "64",
+        "--learning_rate", "1e-3", "--warmup_steps", "20", "--logging_steps", "10", "--seed", "0",
+        *extra,
+    ]
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory):
+    return tmp_path_factory.mktemp("recipe")
+
+
+@pytest.fixture(scope="module")
+def trained(workdir):
+    """One full run: train 200 steps (evaluating and saving every 50), evaluate, predict on the test split."""
+    output_dir = workdir / "trained"
+    results = main(recipe_args(
+        workdir / "release", workdir / "cache", output_dir,
+        "--do_train", "--do_eval", "--do_predict", "--max_steps", "200",
+        "--eval_strategy", "steps", "--save_strategy", "steps", "--eval_steps", "50", "--save_steps", "50",
+    ))
+    return results, output_dir
+
+
+def test_training_lowers_the_loss_and_learns_the_findings(trained):
+    results, output_dir = trained
+    history = json.loads((output_dir / "trainer_state.json").read_text())["log_history"]
+    losses = [entry["loss"] for entry in history if "loss" in entry]
+    assert len(losses) >= 10
+    assert np.mean(losses[-3:]) < 0.85 * np.mean(losses[:3])
+    assert results["eval_roc_auc"] > 0.7, results["eval_roc_auc"]  # chance is 0.5
+    assert results["test_roc_auc"] > 0.7, results["test_roc_auc"]
+
+
+def test_the_published_model_is_the_best_checkpoint(trained):
+    results, output_dir = trained
+    state = json.loads((output_dir / "trainer_state.json").read_text())
+    assert state["best_model_checkpoint"] is not None
+    # The final evaluation scores the model that was loaded back: the best one, so it reproduces the best score.
+    assert results["eval_roc_auc"] == pytest.approx(state["best_metric"], abs=1e-6)
+
+
+def test_output_dir_holds_everything_that_gets_published(trained):
+    results, output_dir = trained
+    assert PUBLISHED_FILES <= {path.name for path in output_dir.iterdir()}
+    config = json.loads((output_dir / "config.json").read_text())
+    assert config["problem_type"] == "multi_label_classification"
+    assert [config["id2label"][str(i)] for i in range(14)] == list(LABELS)
+    all_results = json.loads((output_dir / "all_results.json").read_text())
+    assert all_results == pytest.approx(results, nan_ok=True)
+    for key in ("eval_roc_auc", "eval_roc_auc_Hernia", "test_roc_auc_ci_low", "test_roc_auc_Hernia_ci_high", "train_loss"):
+        assert key in all_results
+    for name in PUBLISHED_FILES:
+        if name.endswith(".png"):
+            with Image.open(output_dir / name) as image:
+                assert image.format == "PNG"
+
+
+def test_the_model_card_reports_the_run(trained):
+    results, output_dir = trained
+    card = ModelCard.load(output_dir / "README.md")
+    reported = {(result.dataset_split, result.metric_name): result.metric_value for result in card.data.eval_results}
+    macro = [value for (split, name), value in reported.items() if split == "test" and "macro" in name.lower()]
+    assert macro and macro[0] == pytest.approx(results["test_roc_auc"], abs=1e-3)
+    for picture in ("training_loss.png", "learning_rate.png", "roc_curves_test.png"):
+        assert picture in card.text
+    assert "function_to_apply" in card.text
+
+
+def test_the_folder_loads_in_an_image_classification_pipeline(trained, workdir):
+    from transformers import pipeline
+
+    _, output_dir = trained
+    # top_k=None means the default of 5 in this pipeline; ask for all 14 findings.
+    classifier = pipeline("image-classification", model=str(output_dir), function_to_apply="sigmoid", top_k=len(LABELS))
+    image = Image.open(next((workdir / "release" / "images").glob("*.png")))
+    scores = classifier(image)
+    assert sorted(score["label"] for score in scores) == sorted(LABELS)
+    assert all(0.0 < score["score"] < 1.0 for score in scores)
+    assert sum(score["score"] for score in scores) != pytest.approx(1.0)  # independent sigmoids, not a softmax
+
+
+def test_an_interrupted_run_resumes_from_its_last_checkpoint(workdir, caplog):
+    output_dir = workdir / "resumed"
+    common = ("--do_train", "--eval_strategy", "steps", "--save_strategy", "steps", "--eval_steps", "4",
+              "--save_steps", "4", "--max_train_samples", "128", "--max_eval_samples", "32")
+    main(recipe_args(workdir / "release", workdir / "cache", output_dir, *common, "--max_steps", "8"))
+    first = json.loads((output_dir / "trainer_state.json").read_text())["log_history"]
+
+    with caplog.at_level(logging.INFO):
+        main(recipe_args(workdir / "release", workdir / "cache", output_dir, *common, "--max_steps", "12"))
+    assert f"resuming training from {output_dir / 'checkpoint-8'}" in caplog.text
+    state = json.loads((output_dir / "trainer_state.json").read_text())
+    assert state["global_step"] == 12
+    logged_steps = [entry["step"] for entry in state["log_history"] if "loss" in entry]
+    assert logged_steps == sorted(set(logged_steps))  # no step trained twice
+    # The first run's log (up to its closing train summary, written after its last checkpoint) is carried over.
+    carried = [entry for entry in state["log_history"] if entry["step"] <= 8]
+    assert carried == [entry for entry in first if "train_loss" not in entry]
+
+    caplog.clear()
+    with caplog.at_level(logging.INFO):
+        main(recipe_args(workdir / "release", workdir / "cache", output_dir, *common, "--max_steps", "4",
+                         "--overwrite_output_dir"))
+    assert "resuming" not in caplog.text
+    assert json.loads((output_dir / "trainer_state.json").read_text())["global_step"] == 4
+    assert not (output_dir / "checkpoint-12").exists()
+
+
+def test_the_demo_config_runs_and_ends_with_a_model_card(tmp_path):
+    demo = REPO_ROOT / "training" / "configs" / "demo.json"
+    settings = json.loads(demo.read_text())
+    assert settings["model_type"] == "vit" and settings["make_sample_release"] and settings["output_dir"] == "demo-output"
+    # The real demo config, shortened, with its folders moved into tmp_path.
+    main([str(demo), "--output_dir", str(tmp_path / "demo-output"), "--data_dir", str(tmp_path / "release"),
+          "--cache_dir", str(tmp_path / "cache"), "--sample_num_patients", "30", "--max_steps", "3", "--logging_steps", "1"])
+    assert PUBLISHED_FILES <= {path.name for path in (tmp_path / "demo-output").iterdir()}
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--dataset_name", "./no/such/exported-dataset"], "--dataset_name"),
+        (["--config_overrides", "hidden_size=64,no_such_setting=3"], "no_such_setting"),
+        (["--data_dir", "/no/such/release"], "--data_dir"),
+    ],
+)
+def test_bad_input_stops_with_a_clear_error(tmp_path, extra, message):
+    argv = recipe_args(tmp_path / "release", tmp_path / "cache", tmp_path / "out", "--do_train")
+    argv.remove("--make_sample_release")
+    with pytest.raises(ValueError, match=message):
+        main(argv + extra)  # a later flag wins
+    assert not (tmp_path / "out" / "model.safetensors").exists()
+
+
+def test_the_command_line_reports_bad_arguments_in_one_line(tmp_path):
+    completed = subprocess.run(
+        [sys.executable, str(REPO_ROOT / "training" / "run.py"), "--output_dir", str(tmp_path)],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert completed.returncode != 0
+    assert "Traceback" not in completed.stderr
+    last_line = completed.stderr.strip().splitlines()[-1]
+    assert last_line.startswith("run.py: error:") and "--model_name_or_path" in last_line

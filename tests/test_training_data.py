@@ -1,0 +1,155 @@
+"""The recipe's image transforms and collator: picklable, right shapes and dtype, normalised with the model's numbers."""
+
+import pickle
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from nih_chestxray14.labels import NUM_LABELS
+from training.data import (
+    AugmentationConfig,
+    ImageGeometry,
+    XrayEvalTransform,
+    XrayTrainTransform,
+    collate_multilabel,
+    to_grayscale,
+)
+
+GEOMETRY = ImageGeometry(resize_size=32, crop_size=32, image_mean=(0.4, 0.5, 0.6), image_std=(0.2, 0.25, 0.5))
+
+
+def xray(size=(80, 64), seed=0):
+    pixels = np.random.default_rng(seed).integers(0, 256, size=(size[1], size[0]), dtype=np.uint8)
+    return Image.fromarray(pixels, mode="L")
+
+
+def batch(images):
+    return {"image": images, "labels": [[index % 2] * NUM_LABELS for index in range(len(images))]}
+
+
+@pytest.mark.parametrize("transform", [XrayEvalTransform(GEOMETRY), XrayTrainTransform(GEOMETRY)])
+def test_transform_gives_normalised_three_channel_float_tensors(transform):
+    output = transform(batch([xray(), xray((64, 64), seed=1)]))
+    assert [tuple(t.shape) for t in output["pixel_values"]] == [(3, 32, 32), (3, 32, 32)]
+    assert all(t.dtype == torch.float32 for t in output["pixel_values"])
+    assert output["labels"] == batch([xray(), xray()])["labels"]
+
+
+def test_eval_transform_normalises_each_channel_with_the_processor_mean_and_std():
+    grey = Image.new("L", (50, 40), color=153)  # 153 / 255 = 0.6
+    pixels = XrayEvalTransform(GEOMETRY).transform_image(grey)
+    expected = [(0.6 - mean) / std for mean, std in zip(GEOMETRY.image_mean, GEOMETRY.image_std)]
+    np.testing.assert_allclose(pixels.mean(dim=(1, 2)).numpy(), expected, atol=1e-5)
+    np.testing.assert_allclose(pixels.std(dim=(1, 2)).numpy(), 0, atol=1e-5)
+
+
+def test_eval_transform_resizes_the_shorter_side_then_crops_the_centre():
+    # A wide image whose left and right thirds are black and centre white: a centre crop keeps only white.
+    pixels = np.zeros((60, 180), dtype=np.uint8)
+    pixels[:, 60:120] = 255
+    geometry = ImageGeometry(resize_size=32, crop_size=32, image_mean=(0, 0, 0), image_std=(1, 1, 1))
+    square = XrayEvalTransform(geometry).transform_image(Image.fromarray(pixels))
+    assert square.shape == (3, 32, 32)
+    assert float(square[:, :, 2:-2].min()) > 0.95
+
+
+def test_eval_transform_is_deterministic_and_train_transform_is_random():
+    image = xray()
+    evaluation, training = XrayEvalTransform(GEOMETRY), XrayTrainTransform(GEOMETRY)
+    assert torch.equal(evaluation.transform_image(image), evaluation.transform_image(image))
+    assert not torch.equal(training.transform_image(image), training.transform_image(image))
+
+
+def test_train_transform_without_augmentation_matches_the_eval_transform():
+    still = AugmentationConfig(crop_scale=(1.0, 1.0), crop_ratio=(1.0, 1.0), rotation_degrees=0, brightness=0, contrast=0)
+    image = xray((32, 32))
+    np.testing.assert_allclose(
+        XrayTrainTransform(GEOMETRY, still).transform_image(image).numpy(),
+        XrayEvalTransform(GEOMETRY).transform_image(image).numpy(),
+        atol=1e-5,
+    )
+
+
+def test_augmentation_never_flips_by_default():
+    assert AugmentationConfig().horizontal_flip is False
+    # Bright left half: with crops of the whole image and no rotation, the left stays brighter every time.
+    pixels = np.zeros((32, 32), dtype=np.uint8)
+    pixels[:, :16] = 200
+    still = AugmentationConfig(crop_scale=(1.0, 1.0), crop_ratio=(1.0, 1.0), rotation_degrees=0)
+    transform = XrayTrainTransform(GEOMETRY, still)
+    for _ in range(20):
+        out = transform.transform_image(Image.fromarray(pixels))[0]
+        assert out[:, :16].mean() > out[:, 16:].mean()
+
+
+@pytest.mark.parametrize("transform", [XrayEvalTransform(GEOMETRY), XrayTrainTransform(GEOMETRY, AugmentationConfig(horizontal_flip=True))])
+def test_transforms_survive_a_pickle_round_trip(transform):
+    restored = pickle.loads(pickle.dumps(transform))
+    assert type(restored) is type(transform)
+    assert repr(restored) == repr(transform)
+    torch.manual_seed(0)
+    expected = transform.transform_image(xray())
+    torch.manual_seed(0)
+    assert torch.equal(restored.transform_image(xray()), expected)
+
+
+@pytest.mark.parametrize(
+    "image",
+    [
+        Image.fromarray(np.full((20, 20, 4), (255, 255, 255, 255), dtype=np.uint8), mode="RGBA"),
+        Image.fromarray(np.full((20, 20, 3), 255, dtype=np.uint8), mode="RGB"),
+        Image.fromarray(np.full((20, 20), 4095, dtype=np.uint16)),  # 12-bit data in a 16-bit PNG
+    ],
+    ids=["RGBA", "RGB", "I;16"],
+)
+def test_every_image_mode_becomes_8_bit_grayscale(image):
+    grey = to_grayscale(image)
+    assert grey.mode == "L"
+    assert np.asarray(grey).min() == 255
+
+
+def test_collator_stacks_pixels_and_gives_float_labels():
+    output = XrayEvalTransform(GEOMETRY)(batch([xray(), xray(), xray()]))
+    examples = [{"pixel_values": p, "labels": l} for p, l in zip(output["pixel_values"], output["labels"])]
+    collated = collate_multilabel(examples)
+    assert collated["pixel_values"].shape == (3, 3, 32, 32)
+    assert collated["labels"].shape == (3, NUM_LABELS)
+    assert collated["labels"].dtype == torch.float32
+
+
+def test_collator_rejects_labels_of_the_wrong_length():
+    with pytest.raises(ValueError, match="length 14"):
+        collate_multilabel([{"pixel_values": torch.zeros(3, 4, 4), "labels": [0, 1, 0]}])
+
+
+def test_geometry_comes_from_the_image_processor():
+    from transformers.models.vit.image_processing_pil_vit import ViTImageProcessorPil
+
+    vit = ImageGeometry.from_image_processor(ViTImageProcessorPil(size={"height": 224, "width": 224}))
+    assert (vit.resize_size, vit.crop_size, vit.image_mean, vit.image_std) == (224, 224, (0.5,) * 3, (0.5,) * 3)
+
+    class ConvNextStyle:  # shortest_edge + crop_pct, ImageNet statistics
+        size = {"shortest_edge": 224}
+        crop_pct = 0.875
+        do_normalize = True
+        image_mean = [0.485, 0.456, 0.406]
+        image_std = [0.229, 0.224, 0.225]
+
+    convnext = ImageGeometry.from_image_processor(ConvNextStyle())
+    assert (convnext.resize_size, convnext.crop_size) == (256, 224)
+    assert convnext.image_mean == (0.485, 0.456, 0.406)
+
+
+@pytest.mark.parametrize(
+    "settings, message",
+    [
+        ({"crop_scale": (0.9, 0.5)}, "crop_scale"),
+        ({"rotation_degrees": 90}, "rotation_degrees"),
+        ({"brightness": 1.5}, "brightness"),
+    ],
+)
+def test_bad_augmentation_settings_are_named(settings, message):
+    with pytest.raises(ValueError, match=message):
+        AugmentationConfig(**settings)
