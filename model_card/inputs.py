@@ -59,6 +59,9 @@ class ModelCardInputs:
     """The level of the ``_ci_low``/``_ci_high`` intervals in the metric dictionaries."""
     interval_method: str = DELONG_INTERVALS
     """How the intervals were computed, in words, for the card's text."""
+    synthetic_data: bool = False
+    """The run used a synthetic sample release (``nih_chestxray14.sample``), not NIH's images: the card says so at
+    the top, names the dataset as a synthetic sample in the model-index, and lists no Hub dataset."""
 
     def __post_init__(self) -> None:
         if not isinstance(self.model_name, str) or not self.model_name.strip():

@@ -10,6 +10,7 @@ from huggingface_hub import EvalResult, ModelCardData
 from .inputs import ModelCardInputs, finite
 
 DATASET_PRETTY_NAME = "NIH ChestX-ray14"
+SYNTHETIC_DATASET_PRETTY_NAME = "Synthetic sample in NIH ChestX-ray14's format (not real X-rays)"
 DATASET_BUILDER_NAME = "nih_chestxray14"
 TASK_TYPE = "image-classification"
 TASK_NAME = "Multi-label image classification"
@@ -66,7 +67,7 @@ def eval_results(inputs: ModelCardInputs) -> List[EvalResult]:
             task_type=TASK_TYPE,
             task_name=TASK_NAME,
             dataset_type=dataset_id(inputs),
-            dataset_name=DATASET_PRETTY_NAME,
+            dataset_name=SYNTHETIC_DATASET_PRETTY_NAME if inputs.synthetic_data else DATASET_PRETTY_NAME,
             dataset_config=inputs.dataset_config_name,
             dataset_split=split,
         )
@@ -108,7 +109,7 @@ def card_data(inputs: ModelCardInputs) -> ModelCardData:
     return ModelCardData(
         model_name=inputs.model_name,
         base_model=inputs.base_model if is_hub_id(inputs.base_model) else None,
-        datasets=[hub_dataset],
+        datasets=None if inputs.synthetic_data else [hub_dataset],
         license=inputs.license,
         library_name="transformers",
         pipeline_tag="image-classification",

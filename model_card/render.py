@@ -87,6 +87,7 @@ def _template_context(inputs: ModelCardInputs) -> Dict[str, Any]:
     throughput = finite(inputs.train_samples_per_second)
     return dict(
         model_name=inputs.model_name,
+        synthetic_data=inputs.synthetic_data,
         num_labels=len(inputs.label_names),
         label_list=", ".join(inputs.label_names),
         base_model_link=base_model_link,
@@ -111,6 +112,8 @@ def _template_context(inputs: ModelCardInputs) -> Dict[str, Any]:
 
 
 def _dataset_description(inputs: ModelCardInputs) -> str:
+    if inputs.synthetic_data:
+        return "a synthetic sample release in NIH ChestX-ray14's format (`nih_chestxray14.sample`)"
     name = DATASET_PRETTY_NAME
     if is_hub_id(inputs.dataset_name):
         name = f"{name} ([{inputs.dataset_name}](https://huggingface.co/datasets/{inputs.dataset_name}))"

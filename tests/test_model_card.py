@@ -247,3 +247,17 @@ def test_the_cards_usage_example_runs_and_gives_14_sigmoid_scores(tmp_path, monk
     assert sorted(s["label"] for s in scores) == sorted(LABELS)
     assert all(0.0 < s["score"] < 1.0 for s in scores)
     assert sum(s["score"] for s in scores) != pytest.approx(1.0, abs=1e-3)  # independent sigmoids, not a softmax
+
+
+def test_a_run_on_synthetic_data_says_so(tmp_path):
+    card = write_model_card(tmp_path, make_inputs(synthetic_data=True, dataset_config_name="default"))
+    loaded = ModelCard.load(tmp_path / "README.md")
+    assert card.text.lstrip().split("\n\n")[2].startswith("> **Demo model.**")  # right under the summary
+    assert "not on NIH's images" in card.text
+    assert loaded.data.datasets is None
+    assert {r.dataset_name for r in loaded.data.eval_results} == {
+        "Synthetic sample in NIH ChestX-ray14's format (not real X-rays)"}
+
+
+def test_a_run_on_nih_data_has_no_demo_warning(written):
+    assert "Demo model" not in written[1].read_text(encoding="utf-8")
