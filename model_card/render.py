@@ -13,7 +13,7 @@ from typing import Any, Dict, List, Optional, Tuple
 from huggingface_hub import ModelCard
 
 from .inputs import ModelCardInputs, finite
-from .metadata import DATASET_PRETTY_NAME, card_data, is_hub_id, metric_display_name, metric_key
+from .metadata import DATASET_PRETTY_NAME, card_data, is_hub_id, metric_key
 
 logger = logging.getLogger(__name__)
 
@@ -196,4 +196,4 @@ def _stored_token() -> Optional[str]:
         return None
 
 
-__all__ = ["render_model_card", "write_model_card", "format_auc", "format_duration", "metric_display_name"]
+__all__ = ["render_model_card", "write_model_card", "format_auc", "format_duration"]
