@@ -91,7 +91,7 @@ class FindingPattern:
 FINDING_PATTERNS: Mapping[str, FindingPattern] = {
     "Atelectasis": FindingPattern(-0.45, 0.30, 0.20, 0.07, "band", 60),
     "Cardiomegaly": FindingPattern(0.12, 0.32, 0.40, 0.30, "blob", 45),
-    "Effusion": FindingPattern(0.50, 0.50, 0.22, 0.12, "band", 70),
+    "Effusion": FindingPattern(0.52, 0.32, 0.20, 0.10, "band", 70),
     "Infiltration": FindingPattern(0.45, -0.05, 0.16, 0.16, "stripes", 55),
     "Mass": FindingPattern(-0.40, -0.30, 0.13, 0.13, "blob", 75),
     "Nodule": FindingPattern(0.32, -0.45, 0.07, 0.07, "blob", 85),
