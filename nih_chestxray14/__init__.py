@@ -16,6 +16,9 @@ without the registry, and ``nih_chestxray14.NIHChestXray14`` is the ``datasets.G
 ``images_001.tar.gz`` … (or ``images_01.tar.gz`` …), read in place, or extracted as ``images/*.png`` or Kaggle's
 ``images_0NN/images/*.png``. With no images there, NIH's 12 archives are downloaded through the download manager.
 
+The build is cached by ``datasets``; the cache key holds ``data_dir`` and a fingerprint of the release's files
+(names, sizes, modification times), so a release that changes, e.g. a partial download completed, is built again.
+
 Configs
     ``default``: NIH's PNG bytes, untouched (integrity-checked: PNG signature, chunk CRCs, IEND).
     ``resized-224`` / ``resized-256`` / ``resized-512``: shorter side resized once at build time by area averaging,

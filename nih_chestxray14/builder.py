@@ -17,7 +17,7 @@ from .errors import ImageSourceError, MissingImagesError
 from .metadata import read_release_metadata
 from .pixels import check_png, resize_png
 from .schema import FEATURES, make_example
-from .sources import ImageSource, iter_archive_images, locate_images
+from .sources import ImageSource, iter_archive_images, locate_images, release_fingerprint
 from .spill import SpillWriter, read_spill
 from .splits import SPLITS, assign_splits, check_patient_disjoint, check_validation_fraction, patients_by_split
 
@@ -92,11 +92,14 @@ class NIHChestXray14Config(datasets.BuilderConfig):
             0 there is no validation split.
         allow_missing_images: build from a partial download, skipping (and logging the count of) listed images that
             are not found; by default a missing image is an error.
+        release_fingerprint: set by the builder from ``data_dir`` (names, sizes and times of its files and image
+            folders) so that the cache key changes when the release does; not meant to be passed.
     """
 
     image_size: Optional[int] = None
     validation_fraction: float = 0.1
     allow_missing_images: bool = False
+    release_fingerprint: Optional[str] = None
 
 
 class NIHChestXray14(datasets.GeneratorBasedBuilder):
@@ -131,6 +134,8 @@ class NIHChestXray14(datasets.GeneratorBasedBuilder):
             )
         # The same cache path whether reached through load_dataset or built directly.
         kwargs["dataset_name"] = kwargs.get("dataset_name") or DATASET_NAME
+        if kwargs.get("data_dir") is not None:
+            kwargs.setdefault("release_fingerprint", release_fingerprint(os.fspath(kwargs["data_dir"])))
         super().__init__(*args, hash=hash or code_hash(), **kwargs)
         self._expected_counts: Dict[str, int] = {}
         self._num_proc: Optional[int] = None

@@ -12,6 +12,7 @@ Archive members whose path is absolute or climbs with ``..`` are skipped with a 
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import posixpath
@@ -20,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import BinaryIO, Container, Dict, Iterable, Iterator, Optional, Tuple
 
 from .errors import ImageSourceError
-from .metadata import IMAGE_NAME
+from .metadata import BBOX_CSV_NAMES, ENTRY_CSV_NAMES, IMAGE_NAME, TEST_LIST, TRAIN_VAL_LIST
 
 logger = logging.getLogger(__name__)
 
@@ -149,3 +150,31 @@ def iter_archive_images(
         if position % parts != part or name not in wanted:
             continue
         yield name, fileobj.read(), f"{archive}:{member}"
+
+
+def release_fingerprint(data_dir: Optional[str]) -> Optional[str]:
+    """A short hash of the release in ``data_dir``: name, size and modification time of its metadata files, archives
+    and image folders (a folder's time changes when PNGs are added or removed). ``None`` without a folder.
+
+    Part of the cache key, so that a release that changed (say, a partial download completed) is built again instead
+    of being served stale from the cache. It costs one ``stat`` per file or folder of the release, not one per PNG,
+    and ignores anything else in ``data_dir`` (a cache folder kept there, say).
+    """
+    if data_dir is None or not os.path.isdir(data_dir):
+        return None
+    release_files = set(ENTRY_CSV_NAMES + BBOX_CSV_NAMES)
+    release_files |= {name + suffix for name in (TRAIN_VAL_LIST, TEST_LIST) for suffix in ("", ".gz")}
+    paths = [os.path.join(data_dir, "images")]
+    for entry in sorted(os.listdir(data_dir)):
+        if entry in release_files or ARCHIVE_NAME.match(entry):
+            paths.append(os.path.join(data_dir, entry))
+        elif KAGGLE_FOLDER.match(entry):
+            paths.append(os.path.join(data_dir, entry, "images"))
+    digest = hashlib.sha256()
+    for path in paths:
+        try:
+            status = os.stat(path)
+        except OSError:
+            continue
+        digest.update(f"{os.path.relpath(path, data_dir)}\0{status.st_size}\0{status.st_mtime_ns}\n".encode())
+    return digest.hexdigest()[:16]

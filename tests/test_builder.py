@@ -257,3 +257,21 @@ def test_resized_build_reads_each_archive_once_for_all_splits_and_leaves_no_spil
     assert sorted(reads) == ["images_001.tar.gz", "images_002.tar.gz", "images_003.tar.gz"]
     assert sum(len(split) for split in ds.values()) == len(raw_entries(archives_release))
     assert not list((tmp_path / "cache").glob("**/spill*"))
+
+
+def test_a_changed_release_is_built_again_instead_of_served_from_the_cache(images_release, tmp_path):
+    release = copy_release(images_release, tmp_path)
+    held_back = release / "images" / raw_list(release, "test_list.txt")[0]
+    stash = tmp_path / held_back.name
+    held_back.rename(stash)
+    partial = build(release, tmp_path / "cache", allow_missing_images=True)
+    assert build(release, tmp_path / "cache", allow_missing_images=True)["test"].cache_files == partial["test"].cache_files
+    stash.rename(held_back)  # the download completes
+    complete = build(release, tmp_path / "cache", allow_missing_images=True)
+    assert len(complete["test"]) == len(partial["test"]) + 1
+
+
+def test_a_cache_kept_inside_data_dir_is_reused(archives_release, tmp_path):
+    release = copy_release(archives_release, tmp_path)
+    first = build(release, release / "cache")
+    assert build(release, release / "cache")["train"].cache_files == first["train"].cache_files
