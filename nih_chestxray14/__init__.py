@@ -39,8 +39,9 @@ Schema (every config; in this order)
     ``pixel_spacing_x``, ``pixel_spacing_y`` (float32): the detector's pixel spacing in mm.
     ``labels`` (``List(int8, length=14)``): multi-hot in :data:`LABELS` order; "No Finding" is all zeros.
     ``findings`` (``List(ClassLabel(LABELS))``): the same labels as names.
-    ``bboxes`` (``List({finding: ClassLabel, x, y, w, h: float32})``): the expert boxes of ``BBox_List_2017.csv`` in
-    pixels of the 1024 image ("Infiltrate" there is Infiltration), empty for images without boxes.
+    ``bboxes`` (``List({finding: ClassLabel, x, y, w, h: float32})``): the expert boxes of ``BBox_List_2017.csv``
+    ("Infiltrate" there is Infiltration), empty for images without boxes. They keep NIH's coordinates, in pixels of
+    the 1024 x 1024 image, in every config: scale them by ``image.width / 1024`` for a resized config.
 
 Bad input raises a subclass of :class:`nih_chestxray14.errors.NIHChestXray14Error` (or
 :class:`nih_chestxray14.labels.UnknownFindingError`) that names the file, row or archive member.
