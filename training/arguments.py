@@ -291,6 +291,8 @@ def recipe_defaults(cuda_available: bool, bf16_supported: bool, cpus_per_process
         "remove_unused_columns": False,
         "report_to": "none",
         "optim": "adamw_torch_fused",
+        # Every parameter of an image classifier takes part in each step; the search for unused ones costs a pass.
+        "ddp_find_unused_parameters": False,
     }
     if cuda_available:
         if bf16_supported:

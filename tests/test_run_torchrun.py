@@ -1,0 +1,38 @@
+"""The recipe under ``torchrun --nproc_per_node 2`` on CPU (gloo): one script, two processes, one set of outputs."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+TINY_VIT = "hidden_size=16,num_hidden_layers=1,num_attention_heads=2,intermediate_size=32,image_size=32,patch_size=8"
+
+
+def test_two_cpu_processes_train_and_only_rank_zero_publishes(tmp_path):
+    output_dir = tmp_path / "out"
+    command = [
+        sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+        str(REPO_ROOT / "training" / "run.py"),
+        "--model_type", "vit", "--config_overrides", TINY_VIT,
+        "--data_dir", str(tmp_path / "release"), "--make_sample_release", "--sample_num_patients", "20",
+        "--sample_image_size", "32", "--cache_dir", str(tmp_path / "cache"), "--output_dir", str(output_dir),
+        "--use_cpu", "--do_train", "--do_eval", "--do_predict", "--max_steps", "4", "--logging_steps", "1",
+        "--eval_strategy", "steps", "--save_strategy", "steps", "--eval_steps", "2", "--save_steps", "2",
+        "--per_device_train_batch_size", "8",
+    ]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
+    completed = subprocess.run(command, capture_output=True, text=True, timeout=180, env=env, cwd=tmp_path)
+    assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-3000:]
+    assert "2 process(es)" in completed.stdout + completed.stderr
+    state = json.loads((output_dir / "trainer_state.json").read_text())
+    assert state["global_step"] == 4
+    results = json.loads((output_dir / "all_results.json").read_text())
+    assert "eval_roc_auc" in results and "test_roc_auc_ci_low" in results
+    for name in ("README.md", "model.safetensors", "roc_curves_test.png", "ipu_config.json"):
+        assert (output_dir / name).is_file()
