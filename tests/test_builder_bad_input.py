@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import logging
 import os
+import shutil
 import tarfile
 
 import datasets
@@ -13,6 +14,7 @@ import pytest
 import nih_chestxray14
 from nih_chestxray14.errors import (
     CorruptImageError,
+    ImageSourceError,
     MetadataError,
     MissingImagesError,
     MissingMetadataError,
@@ -25,6 +27,7 @@ from release_fixtures import (  # noqa: F401  (fixtures)
     copy_release,
     entry_csv,
     images_release,
+    kaggle_release,
     raw_list,
 )
 
@@ -212,3 +215,26 @@ def test_bad_config_values_are_refused_before_any_work(archives_release, tmp_pat
         build(archives_release, tmp_path / "cache", "resized-224", image_size=0)
     with pytest.raises(ValueError, match=r"BuilderConfig 'resized-100' not found"):
         build(archives_release, tmp_path / "cache", "resized-100")
+
+
+def test_one_archive_under_both_names_is_refused(release, tmp_path):
+    shutil.copy(release / "images_001.tar.gz", release / "images_01.tar.gz")
+    with pytest.raises(ImageSourceError, match=r"holds archive 1 twice \(images_001\.tar\.gz and images_01\.tar\.gz\)"):
+        build(release, tmp_path / "cache")
+
+
+def test_one_png_in_two_folders_is_refused(kaggle_release, tmp_path):
+    release = copy_release(kaggle_release, tmp_path)
+    first = sorted((release / "images_001" / "images").iterdir())[0]
+    shutil.copy(first, release / "images_002" / "images" / first.name)
+    with pytest.raises(ImageSourceError, match=rf"{first.name} is in two folders"):
+        build(release, tmp_path / "cache")
+
+
+def test_archives_take_precedence_over_extracted_pngs(release, tmp_path):
+    (release / "images").mkdir()
+    (release / "images" / raw_list(release, "test_list.txt")[0]).write_bytes(b"not a png")
+    ds = build(release, tmp_path / "cache")
+    assert sum(len(split) for split in ds.values()) == len(raw_list(release, "train_val_list.txt")) + len(
+        raw_list(release, "test_list.txt")
+    )
