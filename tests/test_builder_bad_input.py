@@ -168,7 +168,7 @@ def test_truncated_png_in_an_archive_names_archive_and_member(config, release, t
         build(release, tmp_path / "cache", config)
     cause = caught.value.__cause__
     assert isinstance(cause, CorruptImageError)
-    assert f"images_00" in str(cause) and f"images/{victim}" in str(cause)
+    assert "images_00" in str(cause) and f"images/{victim}" in str(cause)
     assert no_finished_dataset(tmp_path / "cache")
 
 
