@@ -47,12 +47,15 @@ def workdir(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def trained(workdir):
-    """One full run: train 200 steps (evaluating and saving every 50), evaluate, predict on the test split."""
+    """One full run: train 400 steps (evaluating and saving every 100), evaluate, predict on the test split.
+
+    400 steps take a few seconds and reach a validation macro AUC of 0.84-0.87 over seeds 0-3 (200 steps: ~0.70).
+    """
     output_dir = workdir / "trained"
     results = main(recipe_args(
         workdir / "release", workdir / "cache", output_dir,
-        "--do_train", "--do_eval", "--do_predict", "--max_steps", "200",
-        "--eval_strategy", "steps", "--save_strategy", "steps", "--eval_steps", "50", "--save_steps", "50",
+        "--do_train", "--do_eval", "--do_predict", "--max_steps", "400",
+        "--eval_strategy", "steps", "--save_strategy", "steps", "--eval_steps", "100", "--save_steps", "100",
     ))
     return results, output_dir
 
@@ -136,8 +139,9 @@ def test_an_interrupted_run_resumes_from_its_last_checkpoint(workdir, caplog):
     caplog.clear()
     with caplog.at_level(logging.INFO):
         main(recipe_args(workdir / "release", workdir / "cache", output_dir, *common, "--max_steps", "4",
-                         "--overwrite_output_dir"))
+                         "--overwrite_output_dir", "--class_weighting", "balanced"))
     assert "resuming" not in caplog.text
+    assert "positive weights per finding" in caplog.text
     assert json.loads((output_dir / "trainer_state.json").read_text())["global_step"] == 4
     assert not (output_dir / "checkpoint-12").exists()
 

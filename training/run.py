@@ -82,7 +82,9 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, float]:
     _setup_logging(training_args)
     output_dir = Path(training_args.output_dir)
     checkpoint = _checkpoint_to_resume(training_args, model_args)
-    repo_id = resolve_repo_id(training_args.hub_model_id, output_dir, hub_token) if push_to_hub else None
+    # Checked before training, so a missing login stops the run early. Only the main process pushes.
+    will_push = push_to_hub and training_args.process_index == 0
+    repo_id = resolve_repo_id(training_args.hub_model_id, output_dir, hub_token) if will_push else None
 
     # Model config and preprocessing first: a bad --config_overrides fails before the dataset is prepared.
     config = build_config(model_args)
@@ -174,7 +176,7 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, float]:
             split_sizes={split: len(dataset[split]) for split in dataset},
         )
         _write_all_results(trainer, results)
-        if push_to_hub:
+        if will_push:
             push_output_dir(output_dir, repo_id, token=hub_token, private=training_args.hub_private_repo,
                             revision=training_args.hub_revision)
     return results
