@@ -118,6 +118,31 @@ def test_the_folder_loads_in_an_image_classification_pipeline(trained, workdir):
     assert sum(score["score"] for score in scores) != pytest.approx(1.0)  # independent sigmoids, not a softmax
 
 
+def test_a_published_folder_is_a_checkpoint_to_evaluate_or_fine_tune(trained, workdir):
+    results, output_dir = trained
+    data = ("--data_dir", str(workdir / "release"), "--cache_dir", str(workdir / "cache"), "--use_cpu")
+    evaluated = main(["--model_name_or_path", str(output_dir), *data, "--output_dir", str(workdir / "evaluated"),
+                      "--do_eval", "--per_device_eval_batch_size", "64"])
+    assert evaluated["eval_roc_auc"] == pytest.approx(results["eval_roc_auc"], abs=1e-6)
+    tuned = main(["--model_name_or_path", str(output_dir), *data, "--output_dir", str(workdir / "tuned"),
+                  "--do_train", "--max_steps", "2", "--eval_strategy", "no", "--save_strategy", "no",
+                  "--load_best_model_at_end", "False"])
+    assert tuned["train_loss"] > 0
+    card = ModelCard.load(workdir / "tuned" / "README.md")
+    assert "fine-tuned from a local checkpoint" in card.text.lower()
+
+
+def test_a_checkpoint_without_safetensors_weights_is_refused(tmp_path, workdir):
+    folder = tmp_path / "pickled"
+    folder.mkdir()
+    (folder / "config.json").write_text(json.dumps({"model_type": "vit", "image_size": 32, "patch_size": 8}))
+    (folder / "pytorch_model.bin").write_bytes(b"not loaded: pickles are never read")
+    with pytest.raises(ValueError, match="--model_name_or_path"):
+        main(["--model_name_or_path", str(folder), "--image_processor_name", str(workdir / "trained"),
+              "--data_dir", str(workdir / "release"), "--cache_dir", str(workdir / "cache"), "--use_cpu",
+              "--output_dir", str(tmp_path / "out"), "--do_train"])
+
+
 def test_an_interrupted_run_resumes_from_its_last_checkpoint(workdir, caplog):
     output_dir = workdir / "resumed"
     common = ("--do_train", "--eval_strategy", "steps", "--save_strategy", "steps", "--eval_steps", "4",

@@ -30,17 +30,21 @@ def build_config(model_args: ModelArguments):
     """The model config: the checkpoint's, or ``--model_type``'s defaults with ``--config_overrides`` applied.
 
     Raises:
-        ValueError: if an override names a setting the config doesn't have or has a value of the wrong type.
+        ValueError: if the checkpoint can't be found, or if an override names a setting the config doesn't have or
+            has a value of the wrong type.
     """
     from transformers import CONFIG_MAPPING, AutoConfig
 
     if model_args.model_name_or_path is not None:
-        return AutoConfig.from_pretrained(
-            model_args.model_name_or_path,
-            revision=model_args.model_revision,
-            cache_dir=model_args.cache_dir,
-            **label_settings(),
-        )
+        try:
+            return AutoConfig.from_pretrained(
+                model_args.model_name_or_path,
+                revision=model_args.model_revision,
+                cache_dir=model_args.cache_dir,
+                **label_settings(),
+            )
+        except OSError as error:
+            raise ValueError(f"--model_name_or_path {model_args.model_name_or_path!r}: {_first_line(error)}") from None
     config = CONFIG_MAPPING[model_args.model_type]()
     if model_args.config_overrides:
         for key, value in parse_config_overrides(model_args.config_overrides).items():
@@ -83,7 +87,7 @@ def build_model(model_args: ModelArguments, config):
     """The classifier: the checkpoint's weights with a fresh 14-way head, or a randomly initialised model.
 
     Raises:
-        ValueError: if ``--model_name_or_path`` is not an image-classification model.
+        ValueError: if ``--model_name_or_path`` is not an image-classification model or has no safetensors weights.
     """
     from transformers import AutoModelForImageClassification
 
@@ -99,6 +103,8 @@ def build_model(model_args: ModelArguments, config):
             use_safetensors=True,
             attn_implementation=model_args.attn_implementation,
         )
+    except OSError as error:  # e.g. a checkpoint without model.safetensors
+        raise ValueError(f"--model_name_or_path {model_args.model_name_or_path!r}: {_first_line(error)}") from None
     except ValueError as error:
         if "Unrecognized configuration class" in str(error):
             raise ValueError(
@@ -106,3 +112,7 @@ def build_model(model_args: ModelArguments, config):
                 "image-classification head in transformers"
             ) from None
         raise
+
+
+def _first_line(error: BaseException) -> str:
+    return (str(error).strip().splitlines() or [type(error).__name__])[0]
