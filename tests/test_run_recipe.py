@@ -40,6 +40,19 @@ def recipe_args(release: Path, cache: Path, output_dir: Path, *extra: str) -> li
     ]
 
 
+@pytest.fixture(scope="module", autouse=True)
+def offline():
+    """Everything here is local: any request to the Hub fails at once instead of reaching the network."""
+    import datasets.config
+    from huggingface_hub import constants
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("HF_HUB_OFFLINE", "1")
+        patch.setattr(constants, "HF_HUB_OFFLINE", True)
+        patch.setattr(datasets.config, "HF_HUB_OFFLINE", True)
+        yield
+
+
 @pytest.fixture(scope="module")
 def workdir(tmp_path_factory):
     return tmp_path_factory.mktemp("recipe")
@@ -185,6 +198,7 @@ def test_the_demo_config_runs_and_ends_with_a_model_card(tmp_path):
     "extra, message",
     [
         (["--dataset_name", "./no/such/exported-dataset"], "--dataset_name"),
+        (["--dataset_name", "someone/not-reachable-offline"], "--dataset_name"),
         (["--config_overrides", "hidden_size=64,no_such_setting=3"], "no_such_setting"),
         (["--data_dir", "/no/such/release"], "--data_dir"),
     ],
