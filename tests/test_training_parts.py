@@ -87,6 +87,15 @@ def test_argument_dataclasses_document_every_field():
             assert field.metadata.get("help"), f"{dtype.__name__}.{field.name} has no help"
 
 
+def test_help_describes_the_recipe_arguments(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        parse("--help")
+    assert exit_.value.code == 0
+    text = capsys.readouterr().out
+    for flag in ("--model_type", "--make_sample_release", "--overwrite_output_dir", "--class_weighting", "--eval_strategy"):
+        assert flag in text
+
+
 # ---- loss ----------------------------------------------------------------------------------------------------------
 def test_balanced_pos_weight_is_negatives_over_positives_capped():
     labels = np.zeros((100, 3), dtype=np.int8)
@@ -191,3 +200,4 @@ def test_a_checkpoint_reloads_into_the_model_that_wrote_it(tmp_path):
     reloaded = ViTForImageClassification.from_pretrained(tmp_path / "final", use_safetensors=True)
     for name, value in reloaded.state_dict().items():
         torch.testing.assert_close(value, model.state_dict()[name])
+

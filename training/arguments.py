@@ -164,8 +164,8 @@ class DataTrainingArguments:
     sample_prevalence: Optional[float] = field(
         default=None,
         metadata={
-            "help": "Probability of each finding per synthetic image. Default: NIH's own prevalences (0.2% for Hernia "
-            "to 18% for Infiltration), which leave rare findings with one or two positives in a small release."
+            "help": "Probability of each finding per synthetic image. Default: NIH's own prevalences (0.002 for Hernia "
+            "to 0.18 for Infiltration), which leave rare findings with one or two positives in a small release."
         },
     )
     sample_signal_strength: float = field(
