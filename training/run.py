@@ -36,6 +36,7 @@ elif str(_REPO_ROOT) not in sys.path:
 
 import datasets  # noqa: E402
 import numpy as np  # noqa: E402
+import torch  # noqa: E402
 import transformers  # noqa: E402
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, get_last_checkpoint  # noqa: E402
 
@@ -63,6 +64,9 @@ logger = logging.getLogger(__name__)
 
 CONFIDENCE_LEVEL = 0.95
 """Level of the DeLong intervals reported for the final validation and test scores."""
+
+COLUMNS = ["image", "labels"]
+"""The columns the transforms read; the others (metadata, boxes) are never decoded during training."""
 
 
 def main(argv: Optional[Sequence[str]] = None) -> Dict[str, float]:
@@ -102,66 +106,34 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, float]:
     geometry = ImageGeometry.from_image_processor(image_processor)
     train_transform = XrayTrainTransform(geometry, data_args.augmentation()) if data_args.augment else XrayEvalTransform(geometry)
     eval_transform = XrayEvalTransform(geometry)
-    columns = ["image", "labels"]
 
     # Trainer: the same for GPUs, CPUs and IPUs; only the classes and a few keyword names differ.
-    trainer_class = with_resumable_checkpoints(trainer_class)
-    trainer_kwargs: Dict[str, Any] = {}
-    if ipu_config_name is not None:
-        trainer_kwargs.update(ipu_config=load_ipu_config(ipu_config_name), tokenizer=image_processor)
-    else:
-        pos_weight = None
-        if model_args.class_weighting == "balanced":
-            pos_weight = balanced_pos_weight(_label_matrix(dataset["train"]), model_args.max_pos_weight)
-            logger.info("positive weights per finding: %s", dict(zip(LABELS, pos_weight.tolist())))
-        trainer_kwargs.update(processing_class=image_processor, compute_loss_func=MultiLabelBCELoss(pos_weight))
-    trainer = trainer_class(
-        model=model,
-        args=training_args,
-        train_dataset=dataset["train"].with_transform(train_transform, columns=columns) if training_args.do_train else None,
-        eval_dataset=dataset["validation"].with_transform(eval_transform, columns=columns),
-        data_collator=collate_multilabel,
-        compute_metrics=MultiLabelROCAUC(LABELS),
-        **trainer_kwargs,
+    pos_weight = _balanced_pos_weight(dataset["train"], model_args) if model_args.class_weighting == "balanced" else None
+    trainer = _build_trainer(
+        trainer_class, model, training_args, ipu_config_name, image_processor, pos_weight,
+        train_dataset=dataset["train"].with_transform(train_transform, columns=COLUMNS) if training_args.do_train else None,
+        eval_dataset=dataset["validation"].with_transform(eval_transform, columns=COLUMNS),
     )
 
     # Train, evaluate, predict
     results: Dict[str, Any] = {}
-    validation_metrics: Dict[str, float] = {}
-    test_metrics: Dict[str, float] = {}
     if training_args.do_train:
         train_result = trainer.train(resume_from_checkpoint=checkpoint)
         trainer.save_model()
-        trainer.log_metrics("train", train_result.metrics)
-        trainer.save_metrics("train", train_result.metrics)
         trainer.save_state()
-        results.update(train_result.metrics)
+        results.update(_report(trainer, "train", train_result.metrics))
     trainer.compute_metrics = MultiLabelROCAUC(LABELS, confidence_level=CONFIDENCE_LEVEL)
     if training_args.do_eval:
-        metrics = trainer.evaluate()
-        trainer.log_metrics("eval", metrics)
-        trainer.save_metrics("eval", metrics)
-        validation_metrics = strip_prefix(metrics, "eval_")
-        results.update(metrics)
-    else:
-        validation_metrics = _last_validation_metrics(trainer.state.log_history)
+        results.update(_report(trainer, "eval", trainer.evaluate()))
     prediction = None
     if training_args.do_predict:
-        prediction = trainer.predict(dataset["test"].with_transform(eval_transform, columns=columns), metric_key_prefix="test")
-        trainer.log_metrics("test", prediction.metrics)
-        trainer.save_metrics("test", prediction.metrics)
-        test_metrics = strip_prefix(prediction.metrics, "test_")
-        results.update(prediction.metrics)
+        prediction = trainer.predict(dataset["test"].with_transform(eval_transform, columns=COLUMNS),
+                                     metric_key_prefix="test")
+        results.update(_report(trainer, "test", prediction.metrics))
 
     # What gets published: the model folder with plots, ipu_config.json and the model card (main process only)
     if trainer.is_world_process_zero():
-        output_dir.mkdir(parents=True, exist_ok=True)
-        image_processor.save_pretrained(output_dir)
-        plots = plot_training_curves(trainer.state.log_history, output_dir)
-        if prediction is not None:
-            plots.update(plot_roc_curves(prediction.label_ids, sigmoid(_logits(prediction.predictions)), LABELS,
-                                         output_dir, test_metrics))
-        write_ipu_config(output_dir, ipu_config_name)
+        plots = _write_published_folder(trainer, output_dir, image_processor, prediction, ipu_config_name)
         write_card(
             output_dir,
             model_name=repo_id or output_dir.name,
@@ -169,17 +141,61 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, float]:
             data_args=data_args,
             hyperparameters=hyperparameters(model_args, data_args, training_args, geometry),
             hardware=hardware_description(training_args, ipu_config_name),
-            validation_metrics=validation_metrics,
-            test_metrics=test_metrics,
+            validation_metrics=strip_prefix(results, "eval_") or _last_validation_metrics(trainer.state.log_history),
+            test_metrics=strip_prefix(results, "test_"),
             train_metrics=results,
             plots=plots,
             split_sizes={split: len(dataset[split]) for split in dataset},
         )
-        _write_all_results(trainer, results)
+        # save_metrics("all", ...) merges into an old all_results.json; this run's results replace it instead.
+        trainer.save_metrics("all", results, combined=False)
         if will_push:
             push_output_dir(output_dir, repo_id, token=hub_token, private=training_args.hub_private_repo,
                             revision=training_args.hub_revision)
     return results
+
+
+def _build_trainer(trainer_class, model, training_args, ipu_config_name: Optional[str], image_processor,
+                   pos_weight: Optional[torch.Tensor], *, train_dataset, eval_dataset):
+    """The Trainer (or IPUTrainer) with the recipe's collator, metrics and loss.
+
+    On GPUs and CPUs the loss is :class:`MultiLabelBCELoss` (with ``pos_weight`` for ``--class_weighting balanced``);
+    on IPUs the model's own BCE runs on the device.
+    """
+    kwargs: Dict[str, Any] = {}
+    if ipu_config_name is not None:
+        kwargs.update(ipu_config=load_ipu_config(ipu_config_name), tokenizer=image_processor)
+    else:
+        kwargs.update(processing_class=image_processor, compute_loss_func=MultiLabelBCELoss(pos_weight))
+    return with_resumable_checkpoints(trainer_class)(
+        model=model,
+        args=training_args,
+        train_dataset=train_dataset,
+        eval_dataset=eval_dataset,
+        data_collator=collate_multilabel,
+        compute_metrics=MultiLabelROCAUC(LABELS),
+        **kwargs,
+    )
+
+
+def _report(trainer, split: str, metrics: Dict[str, float]) -> Dict[str, float]:
+    """Log a stage's metrics and save them to ``<split>_results.json``."""
+    trainer.log_metrics(split, metrics)
+    trainer.save_metrics(split, metrics)
+    return metrics
+
+
+def _write_published_folder(trainer, output_dir: Path, image_processor, prediction, ipu_config_name) -> Dict[str, str]:
+    """Write the image processor, the plots and ``ipu_config.json`` next to the model; return the plots' captions."""
+    output_dir.mkdir(parents=True, exist_ok=True)
+    image_processor.save_pretrained(output_dir)
+    plots = plot_training_curves(trainer.state.log_history, output_dir)
+    if prediction is not None:
+        probabilities = sigmoid(_logits(prediction.predictions))
+        plots.update(plot_roc_curves(prediction.label_ids, probabilities, LABELS, output_dir,
+                                     strip_prefix(prediction.metrics, "test_")))
+    write_ipu_config(output_dir, ipu_config_name)
+    return plots
 
 
 def _take_hub_token(training_args) -> Optional[str]:
@@ -244,9 +260,12 @@ def _limit_samples(dataset: datasets.DatasetDict, data_args: DataTrainingArgumen
     return dataset
 
 
-def _label_matrix(split: datasets.Dataset) -> np.ndarray:
-    """The (N, 14) multi-hot labels of a split, read from Arrow without decoding a single image."""
-    return np.asarray(split.select_columns(["labels"]).with_format("numpy")["labels"])
+def _balanced_pos_weight(train_split: datasets.Dataset, model_args: ModelArguments) -> torch.Tensor:
+    """Positive weights from the training labels, read from Arrow without decoding a single image."""
+    labels = np.asarray(train_split.select_columns(["labels"]).with_format("numpy")["labels"])
+    pos_weight = balanced_pos_weight(labels, model_args.max_pos_weight)
+    logger.info("positive weights per finding: %s", dict(zip(LABELS, [round(w, 2) for w in pos_weight.tolist()])))
+    return pos_weight
 
 
 def _logits(predictions: Any) -> np.ndarray:
@@ -256,11 +275,6 @@ def _logits(predictions: Any) -> np.ndarray:
 def _last_validation_metrics(log_history: List[Dict[str, Any]]) -> Dict[str, float]:
     evaluations = [entry for entry in log_history if "eval_roc_auc" in entry]
     return strip_prefix(evaluations[-1], "eval_") if evaluations else {}
-
-
-def _write_all_results(trainer, results: Dict[str, Any]) -> None:
-    # save_metrics("all", ...) merges into all_results.json; writing it last makes it hold every split.
-    trainer.save_metrics("all", results, combined=False)
 
 
 if __name__ == "__main__":
