@@ -380,19 +380,6 @@ def _has_field(dtype: type, name: str) -> bool:
     return any(f.name == name for f in fields(dtype))
 
 
-def json_safe(values: Dict[str, Any]) -> Dict[str, Any]:
-    """Keep the JSON-serialisable, non-secret entries of an arguments dict (for the model card)."""
-    safe: Dict[str, Any] = {}
-    for key, value in values.items():
-        if key.endswith("token"):
-            continue
-        if isinstance(value, (str, int, float, bool)) or value is None:
-            safe[key] = value
-        elif isinstance(value, (list, tuple)) and all(isinstance(v, (str, int, float, bool)) for v in value):
-            safe[key] = list(value)
-    return safe
-
-
 __all__: List[str] = [
     "BUILDER_DATASET",
     "ModelArguments",

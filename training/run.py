@@ -20,7 +20,6 @@ Rerunning with the same ``--output_dir`` resumes from its last checkpoint unless
 from __future__ import annotations
 
 import logging
-import os
 import shutil
 import sys
 from pathlib import Path
@@ -43,7 +42,6 @@ from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, get_last_checkpoin
 from nih_chestxray14.errors import NIHChestXray14Error  # noqa: E402
 from nih_chestxray14.labels import LABELS  # noqa: E402
 from training.arguments import (  # noqa: E402
-    BUILDER_DATASET,
     DataTrainingArguments,
     ModelArguments,
     ipu_config_name_from_argv,
