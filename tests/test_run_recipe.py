@@ -145,6 +145,20 @@ def test_a_published_folder_is_a_checkpoint_to_evaluate_or_fine_tune(trained, wo
     assert "fine-tuned from a local checkpoint" in card.text.lower()
 
 
+def test_the_exported_parquet_dataset_trains_like_the_builder(workdir, trained):
+    """``--dataset_name`` given the folder that ``nih_chestxray14.publish.export`` writes (as on the Hub)."""
+    from nih_chestxray14.publish import export
+
+    exported = export(workdir / "release", workdir / "exported", configs=("default",), cache_dir=workdir / "cache")
+    output_dir = workdir / "from-parquet"
+    results = main(["--model_type", "vit", "--config_overrides", TINY_VIT, "--dataset_name", str(exported),
+                    "--cache_dir", str(workdir / "parquet-cache"), "--output_dir", str(output_dir), "--use_cpu",
+                    "--do_train", "--do_eval", "--max_steps", "2", "--eval_strategy", "no", "--save_strategy", "no",
+                    "--load_best_model_at_end", "False"])
+    assert 0.0 <= results["eval_roc_auc"] <= 1.0
+    assert {"model.safetensors", "README.md", "config.json"} <= {path.name for path in output_dir.iterdir()}
+
+
 def test_a_checkpoint_without_safetensors_weights_is_refused(tmp_path, workdir):
     folder = tmp_path / "pickled"
     folder.mkdir()
@@ -209,6 +223,19 @@ def test_bad_input_stops_with_a_clear_error(tmp_path, extra, message):
     with pytest.raises(ValueError, match=message):
         main(argv + extra)  # a later flag wins
     assert not (tmp_path / "out" / "model.safetensors").exists()
+
+
+def test_an_ipu_config_without_optimum_graphcore_says_what_to_install(tmp_path):
+    import importlib.util
+
+    from training.ipu import IPUUnavailableError
+
+    if importlib.util.find_spec("optimum") is not None and importlib.util.find_spec("optimum.graphcore") is not None:
+        pytest.skip("optimum-graphcore is installed here, so the IPU path would really start")
+
+    with pytest.raises(IPUUnavailableError, match="optimum-graphcore"):
+        main(["--model_type", "vit", "--data_dir", str(tmp_path), "--output_dir", str(tmp_path / "out"),
+              "--ipu_config_name", "Graphcore/vit-base-ipu"])
 
 
 def test_the_command_line_reports_bad_arguments_in_one_line(tmp_path):
