@@ -206,6 +206,9 @@ def test_the_demo_config_runs_and_ends_with_a_model_card(tmp_path):
     main([str(demo), "--output_dir", str(tmp_path / "demo-output"), "--data_dir", str(tmp_path / "release"),
           "--cache_dir", str(tmp_path / "cache"), "--sample_num_patients", "30", "--max_steps", "3", "--logging_steps", "1"])
     assert PUBLISHED_FILES <= {path.name for path in (tmp_path / "demo-output").iterdir()}
+    # A demo model trained on synthetic images must not pass itself off as an NIH ChestX-ray14 model.
+    card = ModelCard.load(tmp_path / "demo-output" / "README.md")
+    assert "Demo model" in card.text and not card.data.datasets
 
 
 @pytest.mark.parametrize(

@@ -106,6 +106,7 @@ def write_card(
         num_train_samples=split_sizes.get("train"),
         num_validation_samples=split_sizes.get("validation"),
         num_test_samples=split_sizes.get("test"),
+        synthetic_data=bool(data_args.make_sample_release),
     )
     return write_model_card(output_dir, inputs)
 
