@@ -1,33 +1,47 @@
 """Benchmark: ``export`` of a prepared config runs at disk speed, not image speed.
 
-Builds the ``default`` config of a synthetic release of 1024 x 1024 X-ray-like PNGs (about 450 KB each, as NIH's),
-then, side by side in the same run and on the same disk:
+Builds the ``default`` config of a synthetic release of 1024 x 1024 X-ray-like PNGs (about 490 KB each, as NIH's),
+then times, interleaved in the same run (the order rotates each round) and on the same disk:
 
-- **export**: the prepared Arrow tables → Parquet shards (``nih_chestxray14.publish.export_dataset_dict``);
-- **copy**: ``shutil.copyfile`` of the same Arrow cache files (the bound: moving the bytes, nothing else);
-- **decode** (for scale): Pillow decoding the same PNGs, which is what an export that re-encoded images would pay.
+- **copy**: ``shutil.copyfile`` of the prepared Arrow cache files: the same bytes moved, nothing else (the bound);
+- **export**: ``nih_chestxray14.publish.export_dataset_dict`` as ``export`` runs it: Arrow → Parquet shards, one
+  writer thread per core, no content-defined chunking (CDC);
+- **export with CDC**: the same with ``content_defined_chunking=True``, as ``push`` writes its shards;
+- **1 thread**: each of those on one thread, to show what the threads add;
+- **datasets to_parquet**: ``Dataset.to_parquet`` of each split, the writer ``push_to_hub`` uses, for reference;
+- **decode** (for scale): Pillow decoding the same PNGs, which an export that re-encoded images would pay first.
 
-Both contenders fsync what they write (``--no-sync`` to measure the page cache only). Prints MB/s (MB = 10^6
-bytes of Arrow data), best of ``--repeats`` interleaved runs, and the ratios.
+Every contender fsyncs what it writes (``--no-sync``: page cache only). MB = 10^6 bytes of the prepared Arrow
+files, the same count for every contender. Prints best, median and worst MB/s over ``--repeats`` rounds, the range
+of the ratio to the copy of the same round, and the load average (the machine may be shared).
 
-Run: ``python benchmarks/export_speed.py [--images N]``.
+Then, unless ``--no-dedup``, what CDC buys: the train split with every image made unique is written once, then
+again after an edit (a row deleted, rows inserted, rows appended); both files are cut into ~64 KB chunks by a
+byte-level content-defined chunker like the one the Hub's Xet storage uses, and the table gives the share of the
+edited file's bytes in chunks the first file lacks: what a re-upload would send.
+
+Run: ``python benchmarks/export_speed.py [--images N] [--max-shard-size 50MB] [--no-sync] [--no-dedup]``.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import io
 import os
 import shutil
+import statistics
 import tempfile
 import time
 from pathlib import Path
 
+import datasets
 import numpy as np
+import pyarrow as pa
 from PIL import Image
 
 import nih_chestxray14
-from nih_chestxray14.publish import export_dataset_dict
+from nih_chestxray14.publish import Shard, export_dataset_dict, parse_shard_size, plan_shards, write_shard
 from nih_chestxray14.sample import encode_png, make_release, synthetic_xray
 
 DISTINCT_IMAGES = 12  # drawing a 1024 px X-ray takes ~0.5 s: draw a pool, reuse its bytes across image ids
@@ -44,7 +58,7 @@ def make_large_release(root: Path, num_images: int) -> Path:
 
 
 def sync_folder(folder: Path) -> None:
-    """Flush the files written under ``folder`` to the disk, so both contenders pay for the disk, not the page cache."""
+    """Flush the files under ``folder`` to the disk, so every contender pays for the disk, not the page cache."""
     for path in folder.rglob("*"):
         if path.is_file():
             with open(path, "rb+") as handle:
@@ -57,63 +71,166 @@ def timed(function) -> float:
     return time.perf_counter() - start
 
 
+def contenders(dataset_dict, arrow_files: list[Path], work: Path, max_shard_bytes: int, sync: bool) -> dict:
+    """name → a function that writes into a fresh folder under ``work`` and returns the seconds it took."""
+
+    def copy(out: Path) -> None:
+        for source in arrow_files:
+            shutil.copyfile(source, out / source.name)
+
+    def export(**options):
+        return lambda out: export_dataset_dict(dataset_dict, out, "default", max_shard_bytes=max_shard_bytes,
+                                               **options)
+
+    def to_parquet(out: Path) -> None:
+        for split, dataset in dataset_dict.items():
+            dataset.to_parquet(str(out / f"{split}.parquet"))
+
+    writers = {
+        "copy (shutil.copyfile of the Arrow cache files)": copy,
+        "**export** (default: no CDC, one thread per core)": export(),
+        "export, content_defined_chunking=True (as push writes)": export(content_defined_chunking=True),
+        "export, no CDC, num_threads=1": export(num_threads=1),
+        "export, CDC, num_threads=1": export(content_defined_chunking=True, num_threads=1),
+        "datasets Dataset.to_parquet (push_to_hub's writer; CDC, 1 thread)": to_parquet,
+    }
+
+    def timed_writer(out: Path, write):
+        def run() -> float:
+            shutil.rmtree(out, ignore_errors=True)
+            out.mkdir()
+            start = time.perf_counter()
+            write(out)
+            if sync:
+                sync_folder(out)
+            return time.perf_counter() - start
+        return run
+
+    return {name: timed_writer(work / f"out{index}", write) for index, (name, write) in enumerate(writers.items())}
+
+
+def speed_table(dataset_dict, work: Path, args) -> list[str]:
+    """Time every contender, interleaved; return the Markdown lines of the speed table."""
+    arrow_files = sorted({Path(f["filename"]) for ds in dataset_dict.values() for f in ds.cache_files})
+    file_bytes = sum(f.stat().st_size for f in arrow_files)
+    runs = contenders(dataset_dict, arrow_files, work, parse_shard_size(args.max_shard_size), args.sync)
+    names = list(runs)
+    load_before = os.getloadavg()
+    times: dict[str, list[float]] = {name: [] for name in names}
+    for round_index in range(args.repeats):
+        shift = round_index % len(names)  # rotate the order: no contender always runs after the same one
+        for name in names[shift:] + names[:shift]:
+            times[name].append(runs[name]())
+    load_after = os.getloadavg()
+    shards = list((work / "out1").rglob("*.parquet"))
+
+    sample = dataset_dict["train"].with_format("arrow")[:50]["image"].to_pylist()
+    png_bytes = sum(len(image["bytes"]) for image in sample)
+    decode_time = timed(lambda: [np.asarray(Image.open(io.BytesIO(image["bytes"]))) for image in sample])
+
+    copy_times = times[names[0]]
+    lines = [f"{sum(len(ds) for ds in dataset_dict.values())} images, {file_bytes / 1e6:.0f} MB of Arrow files → "
+             f"{len(shards)} Parquet shards ({sum(p.stat().st_size for p in shards) / 1e6:.0f} MB); "
+             f"{args.repeats} interleaved rounds, "
+             f"{'outputs fsynced to disk' if args.sync else 'page cache only (no fsync)'}; {os.cpu_count()} cores, "
+             f"load average {load_before[0]:.2f} before, {load_after[0]:.2f} after",
+             "",
+             "| contender | best MB/s | median MB/s | worst MB/s | ratio to copy (same round) |",
+             "| --- | ---: | ---: | ---: | ---: |"]
+    for name in names:
+        rates = sorted(file_bytes / seconds / 1e6 for seconds in times[name])
+        ratios = sorted(copy / seconds for copy, seconds in zip(copy_times, times[name]))
+        lines.append(f"| {name} | {rates[-1]:,.0f} | {statistics.median(rates):,.0f} | {rates[0]:,.0f} "
+                     f"| {ratios[0]:.2f}–{ratios[-1]:.2f} |")
+    copy_median = file_bytes / statistics.median(copy_times) / 1e6
+    decode_mbs = png_bytes / decode_time / 1e6
+    lines.append(f"| decode with Pillow (MB of PNG; what re-encoding would pay first) | {decode_mbs:,.0f} | | "
+                 f"| {decode_mbs / copy_median:.2f} (to the median copy) |")
+    return lines
+
+
+_GEAR = np.random.default_rng(0).integers(0, 2**32, 256, dtype=np.uint64).astype(np.uint32)
+
+
+def chunk_digests(data: bytes, mask_bits: int = 16, min_size: int = 8 << 10,
+                  max_size: int = 128 << 10) -> list[tuple[bytes, int]]:
+    """Cut ``data`` where a rolling gear hash's low ``mask_bits`` bits are zero (64 KB chunks on average, 8 KB to
+    128 KB): a byte-level content-defined chunker of the kind Xet storage deduplicates with. Returns
+    (SHA-1, length) per chunk. The low k bits of a gear hash depend on the last k bytes only, hence the k shifts."""
+    values = _GEAR[np.frombuffer(data, dtype=np.uint8)]
+    rolling = np.zeros(len(values), dtype=np.uint32)
+    for shift in range(mask_bits):
+        rolling[shift:] += values[:len(values) - shift] << np.uint32(shift)
+    candidates = np.flatnonzero((rolling & np.uint32((1 << mask_bits) - 1)) == 0) + 1
+    chunks, start = [], 0
+    while start < len(data):
+        index = np.searchsorted(candidates, start + min_size)
+        end = min(int(candidates[index]) if index < len(candidates) else len(data), start + max_size, len(data))
+        chunks.append((hashlib.sha1(data[start:end]).digest(), end - start))
+        start = end
+    return chunks
+
+
+def dedup_table(dataset_dict, work: Path) -> list[str]:
+    """Share of a re-upload's bytes that a chunk store holding the first upload lacks, with and without CDC."""
+    train = dataset_dict["train"]
+    table = train.data.table
+    rng = np.random.default_rng(0)  # unique image bytes: the synthetic release reuses a small pool of PNGs
+    images = table["image"].combine_chunks()
+    unique = pa.array([rng.bytes(len(png)) for png in images.field("bytes").to_pylist()], pa.binary())
+    table = table.set_column(0, "image", pa.StructArray.from_arrays([unique, images.field("path")],
+                                                                    fields=list(images.type)))
+    n = table.num_rows
+    edits = {
+        "delete 1 row near the start": pa.concat_tables([table.slice(0, 10), table.slice(11)]),
+        f"insert 5 rows (copies) at row {n // 5}": pa.concat_tables(
+            [table.slice(0, n // 5), table.slice(n // 2, 5), table.slice(n // 5)]),
+        "append 20 rows (copies)": pa.concat_tables([table, table.slice(0, 20)]),
+    }
+    row_group_size = plan_shards(train, work, "train", 10**12)[0].row_group_size
+    lines = [f"train split, {n} rows with unique image bytes, {table.nbytes / 1e6:.0f} MB, one shard",
+             "",
+             "| edit, then re-upload | new bytes, no CDC (export) | new bytes, CDC (push) |",
+             "| --- | ---: | ---: |"]
+    results: dict[str, list[str]] = {edit: [] for edit in edits}
+    for chunking in (False, True):
+        def parquet_bytes(edited: pa.Table) -> bytes:
+            path = work / "dedup.parquet"
+            write_shard(Shard(path, edited, train.features, row_group_size), content_defined_chunking=chunking)
+            return path.read_bytes()
+
+        stored = {digest for digest, _ in chunk_digests(parquet_bytes(table))}
+        for edit, edited in edits.items():
+            data = parquet_bytes(edited)
+            new = sum(size for digest, size in chunk_digests(data) if digest not in stored)
+            results[edit].append(f"{new / 1e6:.1f} MB ({new / len(data):.1%})")
+    lines += [f"| {edit} | {' | '.join(cells)} |" for edit, cells in results.items()]
+    return lines
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--images", type=int, default=400, help="images in the synthetic release (default: 400)")
-    parser.add_argument("--repeats", type=int, default=5, help="timed repeats of each contender (default: 5)")
+    parser.add_argument("--repeats", type=int, default=5, help="timed rounds of every contender (default: 5)")
+    parser.add_argument("--max-shard-size", default="50MB",
+                        help="export's shard size (default: 50MB, so this small release has several shards as "
+                             "the full 45 GB default config has at 500MB)")
     parser.add_argument("--no-sync", dest="sync", action="store_false",
-                        help="do not fsync the outputs (then both contenders only reach the page cache)")
+                        help="do not fsync the outputs (then every contender only reaches the page cache)")
+    parser.add_argument("--no-dedup", dest="dedup", action="store_false",
+                        help="skip the estimate of what content-defined chunking saves on a re-upload")
     args = parser.parse_args()
+    parse_shard_size(args.max_shard_size)
+    datasets.disable_progress_bars()
 
     with tempfile.TemporaryDirectory(prefix="export-speed-") as work:
         work = Path(work)
         release = make_large_release(work / "release", args.images)
         dataset_dict = nih_chestxray14.load("default", data_dir=str(release), cache_dir=str(work / "cache"))
-        arrow_files = sorted({Path(f["filename"]) for ds in dataset_dict.values() for f in ds.cache_files})
-        arrow_bytes = sum(ds.data.nbytes for ds in dataset_dict.values())
-        file_bytes = sum(f.stat().st_size for f in arrow_files)
-        num_images = sum(len(ds) for ds in dataset_dict.values())
-
-        def export_once():
-            out = work / "export"
-            shutil.rmtree(out, ignore_errors=True)
-            out.mkdir()
-            export_dataset_dict(dataset_dict, out, "default", max_shard_bytes=500 * 10**6)
-            if args.sync:
-                sync_folder(out)
-
-        def copy_once():
-            out = work / "copy"
-            shutil.rmtree(out, ignore_errors=True)
-            out.mkdir()
-            for source in arrow_files:
-                shutil.copyfile(source, out / source.name)
-            if args.sync:
-                sync_folder(out)
-
-        export_times, copy_times = [], []
-        for _ in range(args.repeats):  # interleaved, so both see the same disk and page-cache state
-            export_times.append(timed(export_once))
-            copy_times.append(timed(copy_once))
-        parquet_bytes = sum(p.stat().st_size for p in (work / "export").rglob("*.parquet"))
-
-        sample = dataset_dict["train"].with_format("arrow")[:50]["image"].to_pylist()
-        png_bytes = sum(len(image["bytes"]) for image in sample)
-        decode_time = timed(lambda: [np.asarray(Image.open(io.BytesIO(image["bytes"]))) for image in sample])
-
-    export_s, copy_s = min(export_times), min(copy_times)
-    export_mbs = arrow_bytes / export_s / 1e6
-    copy_mbs = file_bytes / copy_s / 1e6
-    decode_mbs = png_bytes / decode_time / 1e6
-    print(f"{num_images} images, {arrow_bytes / 1e6:.0f} MB of Arrow data, {parquet_bytes / 1e6:.0f} MB of Parquet; "
-          f"best of {args.repeats} runs each, interleaved, "
-          f"{'outputs fsynced to disk' if args.sync else 'page cache only (no fsync)'}")
-    print("| contender | MB/s | ratio to copy |")
-    print("| --- | ---: | ---: |")
-    print(f"| copy (shutil.copyfile of the Arrow cache files) | {copy_mbs:,.0f} | 1.00 |")
-    print(f"| export (Arrow → Parquet, no decode) | {export_mbs:,.0f} | {export_mbs / copy_mbs:.2f} |")
-    print(f"| decode with Pillow (what re-encoding would pay first) | {decode_mbs:,.0f} "
-          f"| {decode_mbs / copy_mbs:.2f} |")
+        print("\n".join(speed_table(dataset_dict, work, args)))
+        if args.dedup:
+            print()
+            print("\n".join(dedup_table(dataset_dict, work)))
 
 
 if __name__ == "__main__":

@@ -7,27 +7,34 @@ no code of ours::
     OUT/data/train-00000-of-00090.parquet           the ``default`` config
     OUT/resized-256/validation-00000-of-00001.parquet
 
-Export copies the builder's prepared Arrow tables into Parquet batch by batch: image bytes are never decoded, so it
-runs at disk speed (see ``benchmarks/export_speed.py``). A config's shards are written into a hidden staging folder
-and swapped in only when complete; the card is written last, through a temporary file.
+Export copies the builder's prepared Arrow tables into Parquet shard by shard, several shards at once: image bytes
+are never decoded nor recompressed, so it runs near disk speed (see ``benchmarks/export_speed.py``). A config's
+shards are written into a hidden staging folder and swapped in only when complete; the card is written last, through
+a temporary file.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import os
 import shutil
 import tempfile
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Sequence, Union
 
 import pyarrow as pa
 import pyarrow.compute as pc
-from datasets import Dataset, DatasetDict, DatasetInfo, Image
-from datasets.arrow_writer import ParquetWriter, get_writer_batch_size_from_data_size
+import pyarrow.parquet as pq
+from datasets import Dataset, DatasetDict, DatasetInfo, Features, Image
+from datasets import config as datasets_config
+from datasets.arrow_writer import get_parquet_column_options, get_writer_batch_size_from_data_size
+from datasets.features.features import require_storage_embed
 from datasets.splits import SplitDict, SplitInfo
-from datasets.table import embed_table_storage
+from datasets.table import embed_table_storage, table_cast
 from datasets.utils.py_utils import convert_file_size_to_int
 from huggingface_hub import DatasetCard, HfApi
 from huggingface_hub.errors import EntryNotFoundError, HFValidationError
@@ -40,6 +47,12 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_MAX_SHARD_SIZE = "500MB"
 """As ``datasets``' ``push_to_hub``: big enough for few files, small enough for the Hub's viewer and retries."""
+
+MAX_DEFAULT_THREADS = 8
+"""Shards written at once by default: one per core up to this; past it a disk, not the CPU, is the limit."""
+
+_PAGE_BYTES = 1024 * 1024  # Parquet's default data page size, and the largest page content-defined chunking cuts
+_DEFAULT_WRITE_BATCH_ROWS = 1024  # Parquet's default write batch
 
 _CARD = "README.md"
 
@@ -66,11 +79,13 @@ def parse_shard_size(max_shard_size: Union[int, str]) -> int:
 
 def export(data_dir: Optional[os.PathLike], out: os.PathLike, configs: Sequence[str] = ("default",), *,
            max_shard_size: Union[int, str] = DEFAULT_MAX_SHARD_SIZE, num_proc: Optional[int] = None,
-           cache_dir: Optional[os.PathLike] = None, repo_id: Optional[str] = None, **config_kwargs) -> Path:
+           cache_dir: Optional[os.PathLike] = None, repo_id: Optional[str] = None,
+           content_defined_chunking: bool = False, num_threads: Optional[int] = None, **config_kwargs) -> Path:
     """Prepare each config with the builder (reusing its cache) and export it into ``out``; return ``out``.
 
     ``config_kwargs`` (``validation_fraction``, ``allow_missing_images``) go to the builder. ``repo_id`` only names
     the repo in the card's usage example. Configs already in ``out`` (from an earlier export) stay in its card.
+    ``content_defined_chunking`` and ``num_threads``: how shards are written (see ``stage_config``).
 
     Raises:
         PublishError: ``out`` holds a README.md that is not this dataset's card, or a bad ``max_shard_size``.
@@ -92,7 +107,8 @@ def export(data_dir: Optional[os.PathLike], out: os.PathLike, configs: Sequence[
     try:
         for config, dataset_dict in prepared.items():
             staged.append(stage_config(dataset_dict, out, config, max_shard_bytes=shard_bytes,
-                                       description=_config_description(config), validation_fraction=fraction))
+                                       description=_config_description(config), validation_fraction=fraction,
+                                       content_defined_chunking=content_defined_chunking, num_threads=num_threads))
     except BaseException:
         for _, staging in staged:
             shutil.rmtree(staging, ignore_errors=True)
@@ -117,21 +133,32 @@ def read_existing_card(out: Path) -> Optional[DatasetCard]:
 
 
 def export_dataset_dict(dataset_dict: DatasetDict, out: Path, config_name: str, *, max_shard_bytes: int,
-                        description: str = "", validation_fraction: float = 0.1) -> ExportedConfig:
+                        description: str = "", validation_fraction: float = 0.1,
+                        content_defined_chunking: bool = False, num_threads: Optional[int] = None) -> ExportedConfig:
     """Write every split of one config as Parquet shards under ``out/<data_dir>``; return what the card needs.
 
-    Replaces that config's previous shards only once all new ones are written.
+    Replaces that config's previous shards only once all new ones are written. See ``stage_config`` for the options.
     """
     exported, staging = stage_config(dataset_dict, out, config_name, max_shard_bytes=max_shard_bytes,
-                                     description=description, validation_fraction=validation_fraction)
+                                     description=description, validation_fraction=validation_fraction,
+                                     content_defined_chunking=content_defined_chunking, num_threads=num_threads)
     _swap_in(staging, out / exported.data_dir)
     return exported
 
 
 def stage_config(dataset_dict: DatasetDict, out: Path, config_name: str, *, max_shard_bytes: int,
-                 description: str = "", validation_fraction: float = 0.1) -> tuple[ExportedConfig, Path]:
+                 description: str = "", validation_fraction: float = 0.1, content_defined_chunking: bool = False,
+                 num_threads: Optional[int] = None) -> tuple[ExportedConfig, Path]:
     """Write one config's shards into the hidden folder ``out/.<data_dir>.incomplete`` and return it with what the
-    card needs; on failure, remove that folder and re-raise."""
+    card needs; on failure, remove that folder and re-raise.
+
+    ``content_defined_chunking`` cuts Parquet pages where the content says, as ``push_to_hub`` does, for the Hub's
+    deduplicating storage. It hashes every byte, which slows a local export by a third or more, and for this
+    dataset's bulk (uncompressed PNG bytes) it barely changes how much of a re-upload deduplicates (see
+    ``benchmarks/README.publish.md``): off by default here, on by default in ``push``. Without it, pages are still
+    kept to about 1 MB so that the page index lets a reader fetch one row without its whole row group.
+    ``num_threads`` shards are written at once (default: one per CPU core, at most ``MAX_DEFAULT_THREADS``).
+    """
     data_dir = data_dir_for(config_name)
     staging = out / f".{data_dir}.incomplete"
     shutil.rmtree(staging, ignore_errors=True)
@@ -139,10 +166,14 @@ def stage_config(dataset_dict: DatasetDict, out: Path, config_name: str, *, max_
     splits = SplitDict()
     features = None
     try:
+        shards = []
         for split, dataset in dataset_dict.items():
             features = dataset.features
-            num_bytes = write_split(dataset, staging, split, max_shard_bytes)
-            splits.add(SplitInfo(name=split, num_bytes=num_bytes, num_examples=len(dataset)))
+            split_shards = plan_shards(dataset, staging, split, max_shard_bytes)
+            splits.add(SplitInfo(name=split, num_bytes=sum(shard.table.nbytes for shard in split_shards),
+                                 num_examples=len(dataset)))
+            shards += split_shards
+        write_shards(shards, content_defined_chunking=content_defined_chunking, num_threads=num_threads)
         download_size = sum(f.stat().st_size for f in staging.glob("*.parquet"))
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
@@ -152,28 +183,92 @@ def stage_config(dataset_dict: DatasetDict, out: Path, config_name: str, *, max_
     return ExportedConfig(config_name, data_dir, info, description, validation_fraction), staging
 
 
-def write_split(dataset: Dataset, folder: Path, split: str, max_shard_bytes: int) -> int:
-    """Write ``dataset`` as ``<split>-NNNNN-of-NNNNN.parquet`` shards of at most about ``max_shard_bytes`` (Arrow
-    size) each, contiguous in row order; return the split's Arrow size in bytes."""
+@dataclass(frozen=True)
+class Shard:
+    """One Parquet file to write: ``table`` (a zero-copy slice of the prepared Arrow table) into ``path``."""
+
+    path: Path
+    table: pa.Table
+    features: Features
+    row_group_size: int
+
+
+def plan_shards(dataset: Dataset, folder: Path, split: str, max_shard_bytes: int) -> list[Shard]:
+    """Cut ``dataset`` into ``<split>-NNNNN-of-NNNNN.parquet`` shards of at most about ``max_shard_bytes`` (Arrow
+    size) each, contiguous in row order. Row groups hold as many rows as ``push_to_hub`` puts in one: at most
+    1,000 and about 100 MB, so the Hub's viewer reads a page of rows without fetching a whole shard."""
     if dataset._indices is not None:  # a selected/shuffled view: materialise the rows it points at
         dataset = dataset.flatten_indices()
     table: pa.Table = dataset.data.table
-    num_bytes = table.nbytes
-    num_shards = max(1, min(len(dataset), math.ceil(num_bytes / max_shard_bytes)))
-    row_group = get_writer_batch_size_from_data_size(max(len(dataset), 1), max(num_bytes, 1))
-    bounds = [len(dataset) * i // num_shards for i in range(num_shards + 1)]
-    ready = images_are_portable(table, dataset.features)
-    for index in range(num_shards):
-        shard = table.slice(bounds[index], bounds[index + 1] - bounds[index])
-        path = folder / f"{split}-{index:05d}-of-{num_shards:05d}.parquet"
-        with ParquetWriter(path=str(path), features=dataset.features, writer_batch_size=row_group) as writer:
-            if ready:  # the common case: straight from the memory-mapped Arrow file into Parquet
-                writer.write_table(shard)
-            else:
-                for batch in shard.to_batches(max_chunksize=row_group):
-                    writer.write_table(portable_images(pa.Table.from_batches([batch]), dataset.features))
-            writer.finalize()
-    return num_bytes
+    num_rows, num_bytes = len(dataset), table.nbytes
+    num_shards = max(1, min(num_rows, math.ceil(num_bytes / max_shard_bytes)))
+    row_group_size = min(datasets_config.DEFAULT_MAX_BATCH_SIZE,
+                         get_writer_batch_size_from_data_size(max(num_rows, 1), max(num_bytes, 1)))
+    bounds = [num_rows * i // num_shards for i in range(num_shards + 1)]
+    return [Shard(folder / f"{split}-{index:05d}-of-{num_shards:05d}.parquet",
+                  table.slice(bounds[index], bounds[index + 1] - bounds[index]), dataset.features, row_group_size)
+            for index in range(num_shards)]
+
+
+def write_shards(shards: Sequence[Shard], *, content_defined_chunking: bool = False,
+                 num_threads: Optional[int] = None) -> None:
+    """Write ``shards`` with ``num_threads`` threads (Parquet encoding runs outside the GIL); raise the first
+    error any of them met."""
+    num_threads = max(1, min(num_threads or min(os.cpu_count() or 1, MAX_DEFAULT_THREADS), len(shards)))
+    if num_threads == 1:
+        for shard in shards:
+            write_shard(shard, content_defined_chunking=content_defined_chunking)
+        return
+    with ThreadPoolExecutor(num_threads, thread_name_prefix="parquet-shard") as pool:
+        futures = [pool.submit(write_shard, shard, content_defined_chunking=content_defined_chunking)
+                   for shard in shards]
+        try:
+            for future in as_completed(futures):
+                future.result()
+        except BaseException:
+            for future in futures:
+                future.cancel()
+            raise
+
+
+def write_shard(shard: Shard, *, content_defined_chunking: bool = False) -> None:
+    """Write one shard as ``push_to_hub`` would, without decoding an image, and cheaper where that changes nothing.
+
+    The schema and its ``huggingface`` metadata are the features' own, so ``load_dataset`` restores them. As
+    ``datasets`` does, image bytes (PNG, already compressed) are stored uncompressed with PLAIN encoding, every other
+    column with snappy and dictionaries. Unlike ``datasets``, image columns get no min/max statistics: no reader
+    filters on an image's bytes, and computing them is a pass over every byte.
+    """
+    features = shard.features
+    schema = features.arrow_schema
+    options = get_parquet_column_options(features, schema)
+    options["write_statistics"] = [leaf for leaf in options["compression"]
+                                   if not require_storage_embed(features[leaf.split(".")[0]])]
+    cdc = dict(datasets_config.DEFAULT_CDC_OPTIONS) if content_defined_chunking else False
+    logger.debug("writing %s (%d rows)", shard.path.name, shard.table.num_rows)
+    ready = images_are_portable(shard.table, features)
+    if not cdc:  # Parquet checks a page's size once per write batch: rows of ~0.5 MB need batches of a few rows
+        # (a quarter page here), or a row group's images land in one 100 MB page that a reader fetches for one row;
+        # images stored as paths have no size yet, so those go one row at a time
+        rows_per_quarter_page = _PAGE_BYTES * shard.table.num_rows // (4 * max(shard.table.nbytes, 1))
+        options["write_batch_size"] = max(1, min(_DEFAULT_WRITE_BATCH_ROWS, rows_per_quarter_page)) if ready else 1
+    with pq.ParquetWriter(str(shard.path), schema, use_content_defined_chunking=cdc, write_page_index=True,
+                          **options) as writer:
+        if ready:  # the common case: straight from the memory-mapped Arrow file into Parquet
+            writer.write_table(_with_schema(shard.table, schema), row_group_size=shard.row_group_size)
+        else:
+            for batch in shard.table.to_batches(max_chunksize=shard.row_group_size):
+                table = portable_images(pa.Table.from_batches([batch]), features)
+                writer.write_table(_with_schema(table, schema), row_group_size=shard.row_group_size)
+        if cdc:  # as datasets records it, so a later writer can reuse the same chunking
+            writer.add_key_value_metadata({"content_defined_chunking": json.dumps(cdc)})
+
+
+def _with_schema(table: pa.Table, schema: pa.Schema) -> pa.Table:
+    """``table`` under ``schema`` (the features' metadata); cast only where the types differ."""
+    if table.schema.equals(schema, check_metadata=False):
+        return table.replace_schema_metadata(schema.metadata)
+    return table_cast(table, schema)
 
 
 def images_are_portable(table: pa.Table, features) -> bool:
@@ -221,8 +316,11 @@ def write_card(out: Path, exported: Sequence[ExportedConfig], *, repo_id: str,
 
 def push(data_dir: Optional[os.PathLike], repo_id: str, configs: Sequence[str] = ("default",), *,
          private: bool = False, token: Optional[str] = None, work_dir: Optional[os.PathLike] = None,
-         commit_message: Optional[str] = None, **export_kwargs) -> str:
+         commit_message: Optional[str] = None, content_defined_chunking: bool = True, **export_kwargs) -> str:
     """Export ``configs`` and upload them to the dataset repo ``repo_id`` in one commit; return the commit URL.
+
+    ``export_kwargs`` go to ``export``. Shards are written with ``content_defined_chunking`` by default, as
+    ``push_to_hub`` writes them: the upload, not the CPU, bounds a push.
 
     The repo is created if needed (``private`` applies then). Configs already in the repo stay declared in its card;
     the pushed configs' old shards are replaced. ``token`` defaults to the logged-in token or ``HF_TOKEN``; it is
@@ -246,7 +344,8 @@ def push(data_dir: Optional[os.PathLike], repo_id: str, configs: Sequence[str] =
     with tempfile.TemporaryDirectory(prefix="nih-chestxray14-push-", dir=work_dir) as staging:
         staging = Path(staging)
         _fetch_remote_card(api, repo.repo_id, staging)
-        export(data_dir, staging, configs, repo_id=repo.repo_id, **export_kwargs)
+        export(data_dir, staging, configs, repo_id=repo.repo_id, content_defined_chunking=content_defined_chunking,
+               **export_kwargs)
         commit = api.upload_folder(
             folder_path=staging,
             repo_id=repo.repo_id,

@@ -1,6 +1,7 @@
 """export and push: Parquet in the Hub layout that datasets loads on its own, with a truthful card."""
 
 import hashlib
+import io
 import json
 import subprocess
 import sys
@@ -157,6 +158,8 @@ def test_push_sends_several_configs_to_one_repo_and_keeps_earlier_ones(hub, publ
     assert all(p.endswith(".parquet") for p in files if "/" in p)
     assert hub.lfs_files("me/nih-chestxray14", repo_type="dataset") == {p for p in files if p.endswith(".parquet")}
     assert hub.repo("me/nih-chestxray14", "dataset").private
+    shard = next(p for p in files if p.startswith("data/train-"))  # push writes as push_to_hub: content-defined pages
+    assert b"content_defined_chunking" in pq.ParquetFile(io.BytesIO(files[shard])).metadata.metadata
 
     # a later push of another config adds it, keeps the others declared, and replaces only its own shards
     assert main(["push", *common, "--config", "resized-224", "--max-shard-size", "100MB", "me/nih-chestxray14"]) == 0
@@ -216,16 +219,51 @@ def test_failed_export_leaves_the_earlier_export_untouched(publish_export, publi
     out = tmp_path / "copy"
     shutil.copytree(publish_export, out)
     before = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()}
-    real_write_split = publish.write_split
+    real_write_shard = publish.write_shard
 
-    def disk_full_on_second_config(dataset, folder, split, max_shard_bytes):
-        if "resized" in folder.name:
+    def disk_full_on_second_config(shard, **options):
+        if "resized" in shard.path.parent.name:
             raise OSError("No space left on device")
-        return real_write_split(dataset, folder, split, max_shard_bytes)
+        return real_write_shard(shard, **options)
 
-    monkeypatch.setattr(publish, "write_split", disk_full_on_second_config)
+    monkeypatch.setattr(publish, "write_shard", disk_full_on_second_config)
     with pytest.raises(OSError, match="No space left"):
         publish.export(publish_release, out, ["default", "resized-224"], cache_dir=publish_cache,
                        max_shard_size="100MB")
     after = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()}
     assert after == before
+
+
+def test_shards_written_in_parallel_are_the_same_files_as_written_one_by_one(publish_release, publish_cache, tmp_path):
+    built = nih_chestxray14.load("default", data_dir=str(publish_release), cache_dir=str(publish_cache))
+    one, many = tmp_path / "one", tmp_path / "many"
+    for out, threads in ((one, 1), (many, 4)):
+        out.mkdir()
+        export_dataset_dict(built, out, "default", max_shard_bytes=200_000, num_threads=threads)
+    files = sorted(p.relative_to(one) for p in (one / "data").glob("*.parquet"))
+    assert len([f for f in files if f.name.startswith("train-")]) > 2
+    assert files == sorted(p.relative_to(many) for p in (many / "data").glob("*.parquet"))
+    assert all((one / f).read_bytes() == (many / f).read_bytes() for f in files)
+
+
+@pytest.mark.parametrize("options", [{}, {"content_defined_chunking": True}, {"content_defined_chunking": False}])
+def test_export_writes_parquet_as_push_to_hub_does_with_optional_content_defined_chunking(
+        publish_release, publish_cache, tmp_path, options):
+    built = nih_chestxray14.load("default", data_dir=str(publish_release), cache_dir=str(publish_cache))
+    out = tmp_path / "out"
+    out.mkdir()
+    export_dataset_dict(built, out, "default", max_shard_bytes=10**9, **options)
+    chunking = options.get("content_defined_chunking", False)  # off by default for a local export
+    parquet = pq.ParquetFile(out / "data" / "train-00000-of-00001.parquet")
+    # the features travel in the schema, so load_dataset restores them without this package
+    stored_features = json.loads(parquet.schema_arrow.metadata[b"huggingface"])["info"]["features"]
+    assert stored_features == built["train"].features.to_dict()
+    assert (b"content_defined_chunking" in parquet.metadata.metadata) is chunking
+    image = parquet.metadata.row_group(0).column(0)
+    assert image.path_in_schema == "image.bytes" and image.compression == "UNCOMPRESSED"  # PNGs are compressed already
+    assert parquet.metadata.row_group(0).num_rows <= 1000
+
+    loaded = load_dataset(str(out), "default", cache_dir=str(tmp_path / "cache"))
+    assert loaded["train"].features == built["train"].features
+    for split, dataset in built.items():
+        assert rows_of(loaded[split]) == rows_of(dataset), split
