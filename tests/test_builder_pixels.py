@@ -41,9 +41,9 @@ def test_flipped_byte_fails_the_crc_and_a_non_png_fails_the_signature(png):
 
 
 @settings(max_examples=30, deadline=None)
-@given(arrays(np.uint8, st.tuples(st.integers(1, 40), st.integers(1, 40))))
-def test_grayscale_writer_is_lossless_and_valid(pixels):
-    data = encode_gray_png(pixels)
+@given(arrays(np.uint8, st.tuples(st.integers(1, 40), st.integers(1, 40))), st.sampled_from([0, 1, 6, 9]))
+def test_grayscale_writer_is_lossless_and_valid(pixels, compress_level):
+    data = encode_gray_png(pixels, compress_level)
     check_png(data, "written.png")
     with Image.open(io.BytesIO(data)) as image:
         assert image.mode == "L"
@@ -53,6 +53,19 @@ def test_grayscale_writer_is_lossless_and_valid(pixels):
 def test_writer_refuses_what_is_not_an_8_bit_plane():
     with pytest.raises(ValueError, match="2-D uint8"):
         encode_gray_png(np.zeros((4, 4, 3), dtype=np.uint8))
+    with pytest.raises(ValueError, match="compress_level"):
+        encode_gray_png(np.zeros((4, 4), dtype=np.uint8), 10)
+
+
+def test_resized_pixels_are_stored_uncompressed_for_fast_decoding(png):
+    # Training decodes every resized image on every epoch; stored deflate blocks skip inflating. Lossless either way.
+    resized = resize_png(png, 32, "x.png")
+    with Image.open(io.BytesIO(resized)) as image:
+        pixels = np.asarray(image)
+    assert pixels.shape == (32, 32)
+    assert len(resized) >= 32 * (32 + 1)  # a filter byte and 32 pixels per row, not compressed
+    assert np.array_equal(np.asarray(Image.open(io.BytesIO(resize_png(png, 32, "x.png", compress_level=6)))), pixels)
+    assert len(resize_png(png, 32, "x.png", compress_level=6)) < len(resized)
 
 
 @pytest.mark.parametrize(
