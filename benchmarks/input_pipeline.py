@@ -2,20 +2,24 @@
 
 Both pipelines read the same synthetic release (full-size 1024 x 1024 PNGs written by
 ``nih_chestxray14.sample.make_release``), in the same process, through a ``torch.utils.data.DataLoader`` with
-``num_workers=0`` and one torch thread, so the figure is per core:
+``num_workers=0``, batch 32 and one torch thread, so the figure is per core:
 
 - **tutorial (2022)** -- ``datasets``' ``imagefolder`` over the full-size PNGs, then per image: convert to RGB,
   ``Resize(224)``, ``ToTensor``, ``Normalize(0.5, 0.5)``. torchvision is not installed beside this torch, so those
   three transforms are re-implemented with PIL, NumPy and torch exactly as torchvision applies them to PIL images
   (``Resize`` with an int resizes the shorter edge with PIL's antialiased bilinear filter).
-- **recipe** -- the builder's ``resized-256`` config (PNG bytes already shrunk to a 256-pixel shorter edge, in Arrow),
-  then the recipe's ``XrayTrainTransform`` (grayscale, random resized crop with rotation, brightness/contrast jitter,
-  normalisation from the checkpoint's image processor, 3 channels by broadcasting) and ``collate_multilabel``.
+- **recipe** -- the builder's ``resized-256`` config (PNGs already shrunk to a 256-pixel shorter edge, in Arrow),
+  then the recipe's transforms and ``collate_multilabel``: per image only the decode and the geometry that needs PIL,
+  on 8-bit grayscale; per batch the augmented crop resampling, brightness/contrast jitter, normalisation from the
+  checkpoint's image processor and the three channels the model wants (float32 (N, 3, 224, 224)).
 
-One-time costs (writing the Arrow cache of each) are timed separately and not counted in images/s. The recipe's
-prepare step is paid once per machine; the tutorial decodes full-size PNGs on every epoch.
+Each epoch is timed by the CPU time of this process (``time.process_time``: images per CPU-second, which stays
+meaningful when other work shares the machine) and by the wall clock; the pipelines run interleaved, epoch by epoch,
+and the table gives the median epoch of each. One-time costs (writing the Arrow cache of each) are timed separately
+and not counted in images/s. The recipe's prepare step is paid once per machine; the tutorial decodes full-size PNGs
+on every epoch.
 
-    python benchmarks/input_pipeline.py                      # 120 images, 3 epochs
+    python benchmarks/input_pipeline.py                      # 120 images, 5 epochs
     python benchmarks/input_pipeline.py --num-patients 100   # more images
 """
 
@@ -25,12 +29,13 @@ import argparse
 import csv
 import json
 import logging
+import os
 import statistics
 import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Sequence
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -91,17 +96,23 @@ def write_imagefolder_metadata(release: Path) -> Path:
     return images
 
 
-def images_per_second(dataset, batch_size: int, epochs: int) -> List[float]:
-    """Images/s of each full pass through a shuffled ``DataLoader`` (main process, the recipe's collator)."""
+def epoch_rates(dataset, batch_size: int, epochs: int) -> List[Tuple[float, float]]:
+    """(images per CPU-second, images per wall-clock second) of each full pass through a shuffled ``DataLoader``.
+
+    The loader runs in this process (``num_workers=0``) with the recipe's collator; every batch is checked to be what
+    the model takes: float32 pixel values (N, 3, 224, 224) and float32 labels (N, 14).
+    """
     loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=True, num_workers=0,
                                          collate_fn=collate_multilabel, generator=torch.Generator().manual_seed(0))
     rates = []
     for _ in range(epochs):
-        count, start = 0, time.perf_counter()
+        count, cpu, wall = 0, time.process_time(), time.perf_counter()
         for batch in loader:
-            assert batch["pixel_values"].shape[1:] == (3, 224, 224) and batch["labels"].shape[1] == len(LABELS)
-            count += batch["pixel_values"].shape[0]
-        rates.append(count / (time.perf_counter() - start))
+            pixel_values, labels = batch["pixel_values"], batch["labels"]
+            assert pixel_values.shape[1:] == (3, 224, 224) and pixel_values.dtype == torch.float32
+            assert labels.shape[1] == len(LABELS) and labels.dtype == torch.float32
+            count += pixel_values.shape[0]
+        rates.append((count / (time.process_time() - cpu), count / (time.perf_counter() - wall)))
     return rates
 
 
@@ -118,7 +129,7 @@ def main(argv: Optional[List[str]] = None) -> None:
     parser.add_argument("--num-patients", type=int, default=40)
     parser.add_argument("--images-per-patient", type=int, default=3)
     parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--epochs", type=int, default=3, help="timed passes per pipeline; the median is reported")
+    parser.add_argument("--epochs", type=int, default=5, help="timed passes per pipeline; the median is reported")
     parser.add_argument("--workdir", default=None, help="folder for the release and caches (default: a temp dir)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
@@ -153,14 +164,16 @@ def main(argv: Optional[List[str]] = None) -> None:
             RECIPE_TRAIN: recipe_data.with_transform(XrayTrainTransform(geometry)),
             RECIPE_EVAL: recipe_data.with_transform(XrayEvalTransform(geometry)),
         }
-        rates: Dict[str, List[float]] = {name: [] for name in pipelines}
+        rates: Dict[str, List[Tuple[float, float]]] = {name: [] for name in pipelines}
         for epoch in range(args.epochs):  # interleaved, so drift in clock speed or load hits all alike
             for name, dataset in pipelines.items():
-                rates[name] += images_per_second(dataset, args.batch_size, 1)
-            logger.info("epoch %d: %s", epoch, ", ".join(f"{rates[name][-1]:.1f}" for name in pipelines))
+                rates[name] += epoch_rates(dataset, args.batch_size, 1)
+            logger.info("epoch %d (images/CPU-s): %s", epoch,
+                        ", ".join(f"{rates[name][-1][0]:.1f}" for name in pipelines))
 
-    median = {name: statistics.median(values) for name, values in rates.items()}
-    ratio = {name: median[name] / median[TUTORIAL] for name in median}
+    cpu = {name: statistics.median(rate for rate, _ in values) for name, values in rates.items()}
+    wall = {name: statistics.median(rate for _, rate in values) for name, values in rates.items()}
+    ratio = {name: cpu[name] / cpu[TUTORIAL] for name in cpu}
     prepare = {
         TUTORIAL: f"{tutorial_prepare_s:.1f} s (imagefolder index)",
         RECIPE_TRAIN: f"{recipe_prepare_s:.1f} s (resized-256 build: {num_images / recipe_prepare_s:.1f} images/s)",
@@ -168,14 +181,17 @@ def main(argv: Optional[List[str]] = None) -> None:
     }
     lines = [
         f"## Input pipeline: images/s per core ({num_images} synthetic 1024 px images, batch {args.batch_size}, "
-        f"median of {args.epochs} epochs, DataLoader num_workers=0, 1 torch thread)",
+        f"median of {args.epochs} epochs, DataLoader num_workers=0, 1 torch thread, "
+        f"load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores)",
         "",
-        "| pipeline | images/s per core | ratio to tutorial | one-time prepare |",
-        "| --- | ---: | ---: | ---: |",
+        "| pipeline | images/CPU-s | ratio to tutorial | images/s (wall) | ratio (wall) | one-time prepare |",
+        "| --- | ---: | ---: | ---: | ---: | ---: |",
     ]
-    lines += [f"| {name} | {median[name]:,.1f} | {ratio[name]:.1f}x | {prepare[name]} |" for name in pipelines]
+    lines += [f"| {name} | {cpu[name]:,.1f} | {ratio[name]:.1f}x | {wall[name]:,.1f} | "
+              f"{wall[name] / wall[TUTORIAL]:.1f}x | {prepare[name]} |" for name in pipelines]
     met = "met" if ratio[RECIPE_TRAIN] >= TARGET_RATIO else "NOT met"
-    lines += ["", f"Target: the recipe's training pipeline at least {TARGET_RATIO:.0f}x the tutorial's: {met}."]
+    lines += ["", f"Target: the recipe's training pipeline at least {TARGET_RATIO:.0f}x the tutorial's per core "
+              f"(images/CPU-s): {met}."]
     print("\n".join(lines))
 
 

@@ -1,4 +1,7 @@
-"""The recipe's image transforms and collator: picklable, right shapes and dtype, normalised with the model's numbers."""
+"""The recipe's image transforms and collator: picklable, right shapes and dtype, normalised with the model's numbers.
+
+The transforms hand on 8-bit grey pixels and a plan; the collator does the float work for the batch.
+"""
 
 import pickle
 
@@ -12,6 +15,7 @@ from training.data import (
     AugmentationConfig,
     ImageGeometry,
     XrayEvalTransform,
+    PixelPlan,
     XrayTrainTransform,
     collate_multilabel,
     to_grayscale,
@@ -29,12 +33,23 @@ def batch(images):
     return {"image": images, "labels": [[index % 2] * NUM_LABELS for index in range(len(images))]}
 
 
+def examples(output):
+    """The per-example dicts a DataLoader hands the collator, from a transform's batch output."""
+    return [dict(zip(output, values)) for values in zip(*output.values())]
+
+
 @pytest.mark.parametrize("transform", [XrayEvalTransform(GEOMETRY), XrayTrainTransform(GEOMETRY)])
-def test_transform_gives_normalised_three_channel_float_tensors(transform):
-    output = transform(batch([xray(), xray((64, 64), seed=1)]))
-    assert [tuple(t.shape) for t in output["pixel_values"]] == [(3, 32, 32), (3, 32, 32)]
-    assert all(t.dtype == torch.float32 for t in output["pixel_values"])
-    assert output["labels"] == batch([xray(), xray()])["labels"]
+def test_transform_hands_on_8_bit_grey_pixels_and_the_collator_gives_the_model_normalised_float_rgb(transform):
+    images = [xray(), xray((64, 64), seed=1)]
+    output = transform(batch(images))
+    assert all(pixels.dtype == torch.uint8 and pixels.ndim == 3 and pixels.shape[0] == 1
+               for pixels in output["pixel_values"])
+    assert all(isinstance(plan, PixelPlan) and plan.size == (32, 32) for plan in output["pixel_plan"])
+    assert output["labels"] == batch(images)["labels"]
+    collated = collate_multilabel(examples(output))
+    assert collated["pixel_values"].shape == (2, 3, 32, 32)
+    assert collated["pixel_values"].dtype == torch.float32 and collated["pixel_values"].is_contiguous()
+    assert collated["labels"].shape == (2, NUM_LABELS) and collated["labels"].dtype == torch.float32
 
 
 def test_eval_transform_normalises_each_channel_with_the_processor_mean_and_std():
@@ -110,13 +125,70 @@ def test_every_image_mode_becomes_8_bit_grayscale(image):
     assert np.asarray(grey).min() == 255
 
 
-def test_collator_stacks_pixels_and_gives_float_labels():
-    output = XrayEvalTransform(GEOMETRY)(batch([xray(), xray(), xray()]))
-    examples = [{"pixel_values": p, "labels": l} for p, l in zip(output["pixel_values"], output["labels"])]
-    collated = collate_multilabel(examples)
-    assert collated["pixel_values"].shape == (3, 3, 32, 32)
-    assert collated["labels"].shape == (3, NUM_LABELS)
-    assert collated["labels"].dtype == torch.float32
+def test_collator_stacks_float_pixels_as_they_are_and_gives_float_labels():
+    pixels = [torch.rand(3, 8, 8) for _ in range(3)]
+    collated = collate_multilabel([{"pixel_values": p, "labels": [i % 2] * NUM_LABELS} for i, p in enumerate(pixels)])
+    assert torch.equal(collated["pixel_values"], torch.stack(pixels))
+    assert collated["labels"].dtype == torch.float32 and collated["labels"][1].tolist() == [1.0] * NUM_LABELS
+
+
+def test_collated_batch_equals_each_example_finished_alone():
+    # Jitter, crop and normalisation are per example even though the collator does them for the batch at once;
+    # sources of different sizes share a batch.
+    torch.manual_seed(3)
+    output = XrayTrainTransform(GEOMETRY)(batch([xray(seed=s, size=size) for s, size in enumerate(
+        [(80, 64), (64, 64), (40, 50), (33, 90), (64, 80), (70, 70)])]))
+    together = collate_multilabel(examples(output))["pixel_values"]
+    alone = torch.cat([collate_multilabel([example])["pixel_values"] for example in examples(output)])
+    torch.testing.assert_close(together, alone, atol=1e-4, rtol=0)  # a grey level is 0.02 here
+    plans = output["pixel_plan"]
+    assert len({(plan.brightness, plan.contrast, plan.affine) for plan in plans}) == len(plans)
+
+
+def test_brightness_and_contrast_jitter_scale_about_the_image_mean_and_clip():
+    pixels = torch.tensor([[[0, 100, 200, 250]]], dtype=torch.uint8)  # (1, 1, 4)
+    identity = ImageGeometry(resize_size=4, crop_size=4, image_mean=(0, 0, 0), image_std=(1, 1, 1))
+    plan = PixelPlan(size=(1, 4), image_mean=identity.image_mean, image_std=identity.image_std,
+                     brightness=1.2, contrast=0.5)
+    finished = collate_multilabel([{"pixel_values": pixels, "pixel_plan": plan}])["pixel_values"][0]
+    values = pixels.double().flatten() / 255
+    expected = ((values - values.mean()) * 1.2 * 0.5 + values.mean() * 1.2).clamp(0, 1)
+    for channel in finished:
+        np.testing.assert_allclose(channel.flatten().numpy(), expected.numpy(), atol=1e-6)
+    bright = collate_multilabel([{"pixel_values": pixels, "pixel_plan": PixelPlan(
+        size=(1, 4), image_mean=(0, 0, 0), image_std=(1, 1, 1), brightness=1.9)}])["pixel_values"][0, 0]
+    assert float(bright.max()) == 1.0  # clipped, as ColorJitter does
+
+
+def test_crop_and_rotation_resample_like_pil_affine_inside_the_image():
+    # The batch resampling follows PIL's affine convention (continuous coordinates, pixel centres at +0.5).
+    smooth = xray((96, 96), seed=4).resize((24, 24), Image.Resampling.BOX).resize((96, 96), Image.Resampling.BICUBIC)
+    geometry = ImageGeometry(resize_size=48, crop_size=48, image_mean=(0, 0, 0), image_std=(1, 1, 1))
+    still = AugmentationConfig(brightness=0, contrast=0, rotation_degrees=10)
+    torch.manual_seed(0)
+    for _ in range(5):
+        pixels, plan = XrayTrainTransform(geometry, still).prepare(smooth)
+        ours = collate_multilabel([{"pixel_values": pixels, "pixel_plan": plan}])["pixel_values"][0, 0] * 255
+        pil = np.asarray(smooth.transform((48, 48), Image.Transform.AFFINE, plan.affine,
+                                          resample=Image.Resampling.BILINEAR), dtype=np.float32)
+        np.testing.assert_allclose(ours.numpy()[4:-4, 4:-4], pil[4:-4, 4:-4], atol=1.01)  # PIL rounds to 8 bits
+
+
+def test_collator_rejects_8_bit_pixels_without_a_plan_and_plans_that_disagree():
+    pixels = torch.zeros((1, 4, 4), dtype=torch.uint8)
+    with pytest.raises(ValueError, match="pixel_plan"):
+        collate_multilabel([{"pixel_values": pixels}])
+    plans = [PixelPlan(size=(4, 4), image_mean=(0.5,) * 3, image_std=std) for std in [(0.5,) * 3, (0.25,) * 3]]
+    with pytest.raises(ValueError, match="same output size, image_mean and image_std"):
+        collate_multilabel([{"pixel_values": pixels, "pixel_plan": plan} for plan in plans])
+
+
+def test_examples_and_collator_cross_process_boundaries():
+    # Data-loader workers pickle the transform and the collator and send back the collated batch.
+    output = XrayTrainTransform(GEOMETRY)(batch([xray()]))
+    restored = pickle.loads(pickle.dumps(examples(output)))
+    assert restored[0]["pixel_plan"] == output["pixel_plan"][0]
+    assert pickle.loads(pickle.dumps(collate_multilabel)) is collate_multilabel
 
 
 def test_collator_rejects_labels_of_the_wrong_length():
