@@ -155,7 +155,7 @@ def stage_config(dataset_dict: DatasetDict, out: Path, config_name: str, *, max_
     ``content_defined_chunking`` cuts Parquet pages where the content says, as ``push_to_hub`` does, for the Hub's
     deduplicating storage. It hashes every byte, which slows a local export by a third or more, and for this
     dataset's bulk (uncompressed PNG bytes) it barely changes how much of a re-upload deduplicates (see
-    ``benchmarks/README.publish.md``): off by default here, on by default in ``push``. Without it, pages are still
+    ``benchmarks/README.md``): off by default here, on by default in ``push``. Without it, pages are still
     kept to about 1 MB so that the page index lets a reader fetch one row without its whole row group.
     ``num_threads`` shards are written at once (default: one per CPU core, at most ``MAX_DEFAULT_THREADS``).
     """
