@@ -23,8 +23,6 @@ Wall time and process CPU time are both reported: on a machine shared with other
 from __future__ import annotations
 
 import argparse
-import csv
-import gzip
 import importlib.util
 import os
 import platform
@@ -56,19 +54,17 @@ def metadata_dir() -> Path:
 
 def official_test_labels(folder: Path) -> Optional[np.ndarray]:
     """Multi-hot labels ``(25596, 14)`` of the official test images, or None when the metadata is absent."""
-    entries = folder / "Data_Entry_2017_v2020.csv.gz"
-    test_list = folder / "test_list.txt"
-    if not (entries.is_file() and test_list.is_file()):
+    if not folder.is_dir():
         return None
-    from nih_chestxray14.labels import multi_hot, parse_findings
+    from nih_chestxray14.errors import MissingMetadataError
+    from nih_chestxray14.labels import multi_hot
+    from nih_chestxray14.metadata import read_release_metadata
 
-    test_images = set(test_list.read_text().split())
-    rows: List[List[int]] = []
-    with gzip.open(entries, "rt", newline="") as handle:
-        for row in csv.DictReader(handle):
-            if row["Image Index"] in test_images:
-                rows.append(multi_hot(parse_findings(row["Finding Labels"])))
-    return np.asarray(rows, dtype=np.int8)
+    try:
+        release = read_release_metadata(str(folder))
+    except MissingMetadataError:
+        return None
+    return np.asarray([multi_hot(release.entries[name].findings) for name in release.test], dtype=np.int8)
 
 
 def synthetic_labels(rng: np.random.Generator) -> np.ndarray:
