@@ -26,7 +26,6 @@ on every epoch.
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import logging
 import os
@@ -48,7 +47,8 @@ if str(REPO_ROOT) not in sys.path:  # the recipe's modules live in the clone, as
 import datasets  # noqa: E402
 from transformers import ViTImageProcessor  # noqa: E402
 
-from nih_chestxray14.labels import LABELS, multi_hot, parse_findings  # noqa: E402
+from nih_chestxray14.labels import LABELS, multi_hot  # noqa: E402
+from nih_chestxray14.metadata import read_entries  # noqa: E402
 from nih_chestxray14.sample import make_release  # noqa: E402
 from training.data import ImageGeometry, XrayEvalTransform, XrayTrainTransform, collate_multilabel  # noqa: E402
 
@@ -88,11 +88,9 @@ class TutorialTransform:
 def write_imagefolder_metadata(release: Path) -> Path:
     """Add ``metadata.jsonl`` (file name → multi-hot labels) beside the PNGs, as the tutorial attached labels."""
     images = release / "images"
-    with open(release / "Data_Entry_2017_v2020.csv", newline="") as entries, \
-            open(images / "metadata.jsonl", "w") as metadata:
-        for row in csv.DictReader(entries):
-            labels = multi_hot(parse_findings(row["Finding Labels"]))
-            metadata.write(json.dumps({"file_name": row["Image Index"], "labels": list(map(int, labels))}) + "\n")
+    with open(images / "metadata.jsonl", "w") as metadata:
+        for row in read_entries(str(release / "Data_Entry_2017_v2020.csv")).values():
+            metadata.write(json.dumps({"file_name": row.image_id, "labels": multi_hot(row.findings)}) + "\n")
     return images
 
 
