@@ -1,9 +1,12 @@
-"""Shared pytest set-up: fixture plugins, and no network."""
+"""Shared pytest set-up: fixture plugins, and no network.
+
+The Hub libraries run offline in every test. The ``hub`` fixture (``tests/hub_stand_in.py``) turns that off for its
+test only, and points them at a local server that stands in for the Hub.
+"""
 
 import os
 
-# Tests never reach the Hub: anything that slips past the local stand-in fails fast instead of hanging.
-os.environ.setdefault("HF_HUB_OFFLINE", "0")
+os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
 os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
 

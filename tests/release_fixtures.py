@@ -1,7 +1,6 @@
 """Synthetic NIH releases for the builder tests, written once per session into temporary folders.
 
-Test modules import the fixtures they use (``from release_fixtures import archives_release``), or the lead lists this
-module in ``tests/conftest.py``'s ``pytest_plugins``. Helpers here read the release's files with the ``csv`` module
+Test modules import the fixtures they use (``from release_fixtures import archives_release``). Helpers here read the release's files with the ``csv`` module
 only, so that expectations do not come from the code under test.
 """
 
