@@ -8,7 +8,9 @@ no code of ours::
     OUT/resized-256/validation-00000-of-00001.parquet
 
 Export copies the builder's prepared Arrow tables into Parquet shard by shard, several shards at once: image bytes
-are never decoded nor recompressed, so it runs near disk speed (see ``benchmarks/export_speed.py``). A config's
+are never decoded, so it runs near disk speed (see ``benchmarks/export_speed.py``). Image bytes that compress (the
+resized configs store their PNG pixels uncompressed, for fast decoding) get zstd in Parquet, which about halves
+what users download; NIH's original PNGs (``default``) are stored as they are (see ``compressible_columns``). A config's
 shards are written into a hidden staging folder and swapped in only when complete; the card is written last, through
 a temporary file.
 """
@@ -55,6 +57,14 @@ _PAGE_BYTES = 1024 * 1024  # Parquet's default data page size, and the largest p
 _DEFAULT_WRITE_BATCH_ROWS = 1024  # Parquet's default write batch
 
 _CARD = "README.md"
+
+IMAGE_ZSTD_LEVEL = 3
+"""zstd level for image columns that compress: zstd's default; level 1 saves a fifth less for under twice the speed."""
+
+COMPRESSIBLE_RATIO = 0.8
+"""An image column gets zstd when a sample of its bytes compresses to less than this share of its size."""
+
+_SAMPLE_ROWS_PER_SPLIT = 8
 
 
 class PublishError(NIHChestXray14Error, ValueError):
@@ -158,6 +168,8 @@ def stage_config(dataset_dict: DatasetDict, out: Path, config_name: str, *, max_
     ``benchmarks/README.md``): off by default here, on by default in ``push``. Without it, pages are still
     kept to about 1 MB so that the page index lets a reader fetch one row without its whole row group.
     ``num_threads`` shards are written at once (default: one per CPU core, at most ``MAX_DEFAULT_THREADS``).
+    Image columns are compressed with zstd where a sample says it pays (``compressible_columns``), the same way in
+    every shard of the config.
     """
     data_dir = data_dir_for(config_name)
     staging = out / f".{data_dir}.incomplete"
@@ -167,9 +179,10 @@ def stage_config(dataset_dict: DatasetDict, out: Path, config_name: str, *, max_
     features = None
     try:
         shards = []
+        zstd_columns = compressible_columns(dataset_dict)
         for split, dataset in dataset_dict.items():
             features = dataset.features
-            split_shards = plan_shards(dataset, staging, split, max_shard_bytes)
+            split_shards = plan_shards(dataset, staging, split, max_shard_bytes, zstd_columns=zstd_columns)
             splits.add(SplitInfo(name=split, num_bytes=sum(shard.table.nbytes for shard in split_shards),
                                  num_examples=len(dataset)))
             shards += split_shards
@@ -185,15 +198,52 @@ def stage_config(dataset_dict: DatasetDict, out: Path, config_name: str, *, max_
 
 @dataclass(frozen=True)
 class Shard:
-    """One Parquet file to write: ``table`` (a zero-copy slice of the prepared Arrow table) into ``path``."""
+    """One Parquet file to write: ``table`` (a zero-copy slice of the prepared Arrow table) into ``path``;
+    ``zstd_columns``: the image columns to compress with zstd (the others stay uncompressed)."""
 
     path: Path
     table: pa.Table
     features: Features
     row_group_size: int
+    zstd_columns: tuple[str, ...] = ()
 
 
-def plan_shards(dataset: Dataset, folder: Path, split: str, max_shard_bytes: int) -> list[Shard]:
+def compressible_columns(dataset_dict: DatasetDict, *, sample_rows: int = _SAMPLE_ROWS_PER_SPLIT) -> tuple[str, ...]:
+    """The image (or other embedded-file) columns whose bytes are worth compressing in Parquet.
+
+    The rule: compress each of ``sample_rows`` evenly spaced rows per split on its own with zstd at
+    ``IMAGE_ZSTD_LEVEL``; the column qualifies when the sample shrinks below ``COMPRESSIBLE_RATIO`` of its size. NIH's
+    PNGs (``default``) are deflate-compressed already and stay at about 1.0, so Parquet stores them as they are;
+    the resized configs' PNGs, stored uncompressed, come to about 0.6 on X-ray-like grain. The sample is a few MB at
+    most, and a row on its own is the worst case (a Parquet page holds several images), so the rule errs on the side
+    of not compressing. Columns whose rows are all null or paths without bytes do not qualify.
+    """
+    codec = pa.Codec("zstd", IMAGE_ZSTD_LEVEL)
+    features = next(iter(dataset_dict.values())).features
+    chosen = []
+    for name, feature in features.items():
+        if not require_storage_embed(feature):
+            continue
+        raw = packed = 0
+        for dataset in dataset_dict.values():
+            count = min(sample_rows, len(dataset))
+            if count == 0:
+                continue
+            rows = sorted({len(dataset) * i // count for i in range(count)})
+            column = dataset.with_format("arrow")[rows][name].combine_chunks()
+            for value in column.field("bytes").to_pylist() if pa.types.is_struct(column.type) else []:
+                if value:
+                    raw += len(value)
+                    packed += len(codec.compress(value, asbytes=True))
+        ratio = packed / raw if raw else 1.0
+        logger.debug("column %s: a sample of %d bytes compresses to %.2f of its size", name, raw, ratio)
+        if ratio < COMPRESSIBLE_RATIO:
+            chosen.append(name)
+    return tuple(chosen)
+
+
+def plan_shards(dataset: Dataset, folder: Path, split: str, max_shard_bytes: int, *,
+                zstd_columns: Sequence[str] = ()) -> list[Shard]:
     """Cut ``dataset`` into ``<split>-NNNNN-of-NNNNN.parquet`` shards of at most about ``max_shard_bytes`` (Arrow
     size) each, contiguous in row order. Row groups hold as many rows as ``push_to_hub`` puts in one: at most
     1,000 and about 100 MB, so the Hub's viewer reads a page of rows without fetching a whole shard."""
@@ -206,7 +256,8 @@ def plan_shards(dataset: Dataset, folder: Path, split: str, max_shard_bytes: int
                          get_writer_batch_size_from_data_size(max(num_rows, 1), max(num_bytes, 1)))
     bounds = [num_rows * i // num_shards for i in range(num_shards + 1)]
     return [Shard(folder / f"{split}-{index:05d}-of-{num_shards:05d}.parquet",
-                  table.slice(bounds[index], bounds[index + 1] - bounds[index]), dataset.features, row_group_size)
+                  table.slice(bounds[index], bounds[index + 1] - bounds[index]), dataset.features, row_group_size,
+                  tuple(zstd_columns))
             for index in range(num_shards)]
 
 
@@ -235,13 +286,18 @@ def write_shard(shard: Shard, *, content_defined_chunking: bool = False) -> None
     """Write one shard as ``push_to_hub`` would, without decoding an image, and cheaper where that changes nothing.
 
     The schema and its ``huggingface`` metadata are the features' own, so ``load_dataset`` restores them. As
-    ``datasets`` does, image bytes (PNG, already compressed) are stored uncompressed with PLAIN encoding, every other
-    column with snappy and dictionaries. Unlike ``datasets``, image columns get no min/max statistics: no reader
-    filters on an image's bytes, and computing them is a pass over every byte.
+    ``datasets`` does, image bytes are stored with PLAIN encoding and every other column with snappy and
+    dictionaries; image bytes are stored uncompressed (as ``datasets`` does: PNGs are usually compressed already)
+    except in ``shard.zstd_columns``, which get zstd at ``IMAGE_ZSTD_LEVEL``. Unlike ``datasets``, image columns get
+    no min/max statistics: no reader filters on an image's bytes, and computing them is a pass over every byte.
     """
     features = shard.features
     schema = features.arrow_schema
     options = get_parquet_column_options(features, schema)
+    zstd_leaves = [leaf for leaf in options["compression"] if leaf.split(".")[0] in shard.zstd_columns]
+    options["compression"].update(dict.fromkeys(zstd_leaves, "zstd"))
+    if zstd_leaves:
+        options["compression_level"] = dict.fromkeys(zstd_leaves, IMAGE_ZSTD_LEVEL)
     options["write_statistics"] = [leaf for leaf in options["compression"]
                                    if not require_storage_embed(features[leaf.split(".")[0]])]
     cdc = dict(datasets_config.DEFAULT_CDC_OPTIONS) if content_defined_chunking else False

@@ -64,6 +64,11 @@ def test_bad_input_through_the_real_entry_point_is_one_line_without_traceback(tm
     (["export", "--data-dir", "{release}", "--max-shard-size", "big", "{tmp}/o"],
      "--max-shard-size 'big' is not a size; write e.g. 500MB", 1),
     (["export", "--data-dir", "{release}", "{tmp}/a-file"], "OUT {tmp}/a-file is a file", 2),
+    (["export", "--data-dir", "{release}", "--threads", "0", "{tmp}/o"], "--threads: 0 must be at least 1", 2),
+    (["export", "--data-dir", "{release}", "--threads", "two", "{tmp}/o"], "--threads: 'two' is not a whole number", 2),
+    (["export", "--data-dir", "{release}", "--content-defined-chunking=yes", "{tmp}/o"],
+     "--content-defined-chunking/--no-content-defined-chunking: ignored explicit argument 'yes'", 2),
+    (["push", "--data-dir", "{release}", "--threads", "-2", "me/nih"], "--threads: -2 must be at least 1", 2),
     (["show", "--data-dir", "{release}", "{tmp}/grid.jpg"], "give a file name ending in .png", 2),
     (["push", "--data-dir", "{release}", "not a repo!"], "repo id 'not a repo!' is not valid", 1),
     (["push", "--data-dir", "{release}", "nih-chestxray14"], "needs a namespace: write <user or org>/nih", 1),
@@ -104,3 +109,14 @@ def test_download_command_reports_each_failing_archive_and_keeps_the_others(tmp_
                    "nih-chestxray14 download: 1 of 3 archives failed; run the same command again to resume"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["images_001.tar.gz", "images_003.tar.gz"]
     assert (tmp_path / "images_003.tar.gz").read_bytes() == b"third archive"
+
+
+@pytest.mark.parametrize("command, chunking_default", [("export", "off"), ("push", "on")])
+def test_export_and_push_help_explains_chunking_and_threads_with_their_defaults(capsys, command, chunking_default):
+    with pytest.raises(SystemExit) as exited:
+        main([command, "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert exited.value.code == 0
+    assert "--content-defined-chunking, --no-content-defined-chunking" in text
+    assert f"(default: {chunking_default} for this command)" in text
+    assert "--threads N shards written at once (default: one per CPU core, at most 8)" in text

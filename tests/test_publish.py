@@ -267,3 +267,76 @@ def test_export_writes_parquet_as_push_to_hub_does_with_optional_content_defined
     assert loaded["train"].features == built["train"].features
     for split, dataset in built.items():
         assert rows_of(loaded[split]) == rows_of(dataset), split
+
+
+@pytest.fixture(scope="module")
+def full_size_release(tmp_path_factory):
+    """A tiny release of 1024 px PNGs, as NIH's: its resized PNGs carry X-ray-like grain that zstd shrinks (the
+    256 px release of the other tests is all grain once resized, so zstd would save too little to be used)."""
+    from nih_chestxray14.sample import make_release
+
+    return make_release(tmp_path_factory.mktemp("full-size"), num_patients=4, images_per_patient=2,
+                        image_size=1024, layout="images", seed=3)
+
+
+@pytest.mark.slow
+def test_resized_images_are_zstd_compressed_in_parquet_and_originals_are_not(full_size_release, tmp_path):
+    from nih_chestxray14.publish import export
+
+    cache, out = tmp_path / "cache", tmp_path / "out"
+    export(full_size_release, out, ["default", "resized-224"], cache_dir=cache)
+    for config, folder in (("default", "data"), ("resized-224", "resized-224")):
+        built = nih_chestxray14.load(config, data_dir=str(full_size_release), cache_dir=str(cache))
+        image_bytes = sum(ds.data.table.column("image").combine_chunks().field("bytes").nbytes for ds in built.values())
+        shards = sorted((out / folder).glob("*.parquet"))
+        parquet_bytes = sum(p.stat().st_size for p in shards)
+        codecs = {pq.ParquetFile(p).metadata.row_group(0).column(0).compression for p in shards}
+        if config == "default":  # NIH's PNGs are compressed already: stored as they are
+            assert codecs == {"UNCOMPRESSED"} and parquet_bytes > image_bytes
+        else:  # PNGs with stored deflate blocks: zstd brings the download well below the Arrow cache
+            assert codecs == {"ZSTD"} and parquet_bytes < 0.8 * image_bytes, (parquet_bytes, image_bytes)
+
+    completed = subprocess.run(  # a user without this package reads the compressed shards back, byte for byte
+        [sys.executable, "-c", _LOAD_WITHOUT_PACKAGE, str(out), "resized-224"], capture_output=True, text=True,
+        cwd=tmp_path, timeout=300,
+        env={**_env_without_repo(), "HF_DATASETS_CACHE": str(tmp_path / "fresh"), "HF_HUB_OFFLINE": "1"})
+    assert completed.returncode == 0, completed.stderr[-2000:]
+    loaded = json.loads(completed.stdout.strip().splitlines()[-1])
+    built = nih_chestxray14.load("resized-224", data_dir=str(full_size_release), cache_dir=str(cache))
+    assert loaded["features"] == built["train"].features.to_dict()
+    assert loaded["splits"] == {split: rows_of(dataset) for split, dataset in built.items()}
+
+
+@pytest.mark.parametrize("flags, chunking, threads", [
+    ([], False, None),
+    (["--content-defined-chunking", "--threads", "1"], True, 1),
+    (["--no-content-defined-chunking", "--threads", "3"], False, 3),
+])
+def test_export_command_passes_chunking_and_threads_to_the_writer(publish_release, publish_cache, tmp_path,
+                                                                  monkeypatch, flags, chunking, threads):
+    import nih_chestxray14.publish as publish
+
+    calls = []
+    real_write_shards = publish.write_shards
+
+    def recording(shards, **options):
+        calls.append(options)
+        return real_write_shards(shards, **options)
+
+    monkeypatch.setattr(publish, "write_shards", recording)
+    out = tmp_path / "out"
+    assert main(["export", "--data-dir", str(publish_release), "--cache-dir", str(publish_cache), *flags,
+                 str(out)]) == 0
+    assert calls == [{"content_defined_chunking": chunking, "num_threads": threads}]
+    shard = pq.ParquetFile(out / "data" / "train-00000-of-00001.parquet")
+    assert (b"content_defined_chunking" in shard.metadata.metadata) is chunking
+
+
+@pytest.mark.slow
+def test_push_command_can_turn_content_defined_chunking_off(hub, publish_release, publish_cache, capsys):
+    assert main(["push", "--data-dir", str(publish_release), "--cache-dir", str(publish_cache),
+                 "--no-content-defined-chunking", "--threads", "2", "me/plain"]) == 0
+    files = hub.files("me/plain", repo_type="dataset")
+    shard = next(p for p in files if p.startswith("data/train-"))
+    assert b"content_defined_chunking" not in (pq.ParquetFile(io.BytesIO(files[shard])).metadata.metadata or {})
+    assert "pushed default" in capsys.readouterr().out
