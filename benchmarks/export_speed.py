@@ -1,7 +1,9 @@
 """Benchmark: ``export`` of a prepared config runs at disk speed, not image speed.
 
 Builds the ``default`` config of a synthetic release of 1024 x 1024 X-ray-like PNGs (about 490 KB each, as NIH's),
-then times, interleaved in the same run (the order rotates each round) and on the same disk:
+and the ``resized-256`` config of a release whose images are all drawn apart (so that zstd cannot find one image
+again in another), then times for each config, interleaved in the same run (the order rotates each round) and on the same
+disk:
 
 - **copy**: ``shutil.copyfile`` of the prepared Arrow cache files: the same bytes moved, nothing else (the bound);
 - **export**: ``nih_chestxray14.publish.export_dataset_dict`` as ``export`` runs it: Arrow → Parquet shards, one
@@ -9,7 +11,13 @@ then times, interleaved in the same run (the order rotates each round) and on th
 - **export with CDC**: the same with ``content_defined_chunking=True``, as ``push`` writes its shards;
 - **1 thread**: each of those on one thread, to show what the threads add;
 - **datasets to_parquet**: ``Dataset.to_parquet`` of each split, the writer ``push_to_hub`` uses, for reference;
+- **images uncompressed** (``resized-256`` only): the export with zstd off, as it wrote before image columns got zstd;
 - **decode** (for scale): Pillow decoding the same PNGs, which an export that re-encoded images would pay first.
+
+For ``resized-256`` it then gives the size of the Parquet files against the Arrow cache, with and without zstd, and
+the reader's side, interleaved over the same rounds: ``load_dataset("parquet", ...)`` into a fresh cache (what a
+user of the published copy runs once), and reading the Parquet files with pyarrow and decoding every image (what a
+streaming reader pays per pass).
 
 Every contender fsyncs what it writes (``--no-sync``: page cache only). MB = 10^6 bytes of the prepared Arrow
 files, the same count for every contender. Prints best, median and worst MB/s over ``--repeats`` rounds, the range
@@ -20,7 +28,8 @@ again after an edit (a row deleted, rows inserted, rows appended); both files ar
 byte-level content-defined chunker like the one the Hub's Xet storage uses, and the table gives the share of the
 edited file's bytes in chunks the first file lacks: what a re-upload would send.
 
-Run: ``python benchmarks/export_speed.py [--images N] [--max-shard-size 50MB] [--no-sync] [--no-dedup]``.
+Run: ``python benchmarks/export_speed.py [--images N] [--configs default resized-256] [--max-shard-size 50MB]
+[--no-sync] [--no-dedup]``.
 """
 
 from __future__ import annotations
@@ -38,22 +47,31 @@ from pathlib import Path
 import datasets
 import numpy as np
 import pyarrow as pa
+import pyarrow.parquet as pq
 from PIL import Image
 
 import nih_chestxray14
-from nih_chestxray14.publish import Shard, export_dataset_dict, parse_shard_size, plan_shards, write_shard
+import nih_chestxray14.publish as publish
+from nih_chestxray14.publish import (Shard, compressible_columns, data_dir_for, export_dataset_dict,
+                                     parse_shard_size, plan_shards, write_shard, write_shards)
 from nih_chestxray14.sample import encode_png, make_release, synthetic_xray
 
-DISTINCT_IMAGES = 12  # drawing a 1024 px X-ray takes ~0.5 s: draw a pool, reuse its bytes across image ids
+DISTINCT_IMAGES = 12  # drawing a 1024 px X-ray takes ~0.3 s: for `default`, draw a pool and reuse its bytes
 
 
-def make_large_release(root: Path, num_images: int) -> Path:
-    """A release in the extracted ``images/`` layout whose PNGs are 1024 x 1024 X-ray-like images."""
+def make_large_release(root: Path, num_images: int, *, distinct: bool = False) -> Path:
+    """A release in the extracted ``images/`` layout whose PNGs are 1024 x 1024 X-ray-like images.
+
+    ``distinct``: every image is drawn on its own (saved at zlib level 1 to save time); else a pool of
+    ``DISTINCT_IMAGES`` is drawn and its bytes repeat across image ids."""
     make_release(root, num_patients=max(3, num_images // 2), images_per_patient=2, image_size=32, layout="images",
                  seed=1)
-    pool = [encode_png(synthetic_xray(1024, seed=i)[0]) for i in range(DISTINCT_IMAGES)]
+    pool = [] if distinct else [encode_png(synthetic_xray(1024, seed=i)[0]) for i in range(DISTINCT_IMAGES)]
     for index, png in enumerate(sorted((root / "images").glob("*.png"))):
-        png.write_bytes(pool[index % len(pool)])
+        if distinct:
+            png.write_bytes(encode_png(synthetic_xray(1024, seed=1000 + index)[0], compress_level=1))
+        else:
+            png.write_bytes(pool[index % len(pool)])
     return root
 
 
@@ -71,7 +89,26 @@ def timed(function) -> float:
     return time.perf_counter() - start
 
 
-def contenders(dataset_dict, arrow_files: list[Path], work: Path, max_shard_bytes: int, sync: bool) -> dict:
+def export_uncompressed(dataset_dict, out: Path, config: str, max_shard_bytes: int) -> None:
+    """Export's shards with every image column left uncompressed, as export wrote them before zstd (no card)."""
+    folder = out / data_dir_for(config)
+    folder.mkdir(parents=True, exist_ok=True)
+    write_shards([shard for split, dataset in dataset_dict.items()
+                  for shard in plan_shards(dataset, folder, split, max_shard_bytes)])
+
+
+def export_at_zstd_level(level: int, dataset_dict, out: Path, config: str, max_shard_bytes: int) -> None:
+    """Export as ``export`` does, but compressing image columns at zstd ``level`` instead of IMAGE_ZSTD_LEVEL."""
+    default_level = publish.IMAGE_ZSTD_LEVEL
+    publish.IMAGE_ZSTD_LEVEL = level
+    try:
+        export_dataset_dict(dataset_dict, out, config, max_shard_bytes=max_shard_bytes)
+    finally:
+        publish.IMAGE_ZSTD_LEVEL = default_level
+
+
+def contenders(dataset_dict, config: str, arrow_files: list[Path], work: Path, max_shard_bytes: int,
+               sync: bool) -> dict:
     """name → a function that writes into a fresh folder under ``work`` and returns the seconds it took."""
 
     def copy(out: Path) -> None:
@@ -79,7 +116,7 @@ def contenders(dataset_dict, arrow_files: list[Path], work: Path, max_shard_byte
             shutil.copyfile(source, out / source.name)
 
     def export(**options):
-        return lambda out: export_dataset_dict(dataset_dict, out, "default", max_shard_bytes=max_shard_bytes,
+        return lambda out: export_dataset_dict(dataset_dict, out, config, max_shard_bytes=max_shard_bytes,
                                                **options)
 
     def to_parquet(out: Path) -> None:
@@ -94,6 +131,11 @@ def contenders(dataset_dict, arrow_files: list[Path], work: Path, max_shard_byte
         "export, CDC, num_threads=1": export(content_defined_chunking=True, num_threads=1),
         "datasets Dataset.to_parquet (push_to_hub's writer; CDC, 1 thread)": to_parquet,
     }
+    if compressible_columns(dataset_dict):
+        writers["export, images uncompressed (before zstd; no CDC, one thread per core)"] = (
+            lambda out: export_uncompressed(dataset_dict, out, config, max_shard_bytes))
+        writers["export, zstd level 1 instead of 3 (no CDC, one thread per core)"] = (
+            lambda out: export_at_zstd_level(1, dataset_dict, out, config, max_shard_bytes))
 
     def timed_writer(out: Path, write):
         def run() -> float:
@@ -109,11 +151,15 @@ def contenders(dataset_dict, arrow_files: list[Path], work: Path, max_shard_byte
     return {name: timed_writer(work / f"out{index}", write) for index, (name, write) in enumerate(writers.items())}
 
 
-def speed_table(dataset_dict, work: Path, args) -> list[str]:
+def arrow_files_of(dataset_dict) -> list[Path]:
+    return sorted({Path(f["filename"]) for ds in dataset_dict.values() for f in ds.cache_files})
+
+
+def speed_table(dataset_dict, config: str, work: Path, args) -> list[str]:
     """Time every contender, interleaved; return the Markdown lines of the speed table."""
-    arrow_files = sorted({Path(f["filename"]) for ds in dataset_dict.values() for f in ds.cache_files})
+    arrow_files = arrow_files_of(dataset_dict)
     file_bytes = sum(f.stat().st_size for f in arrow_files)
-    runs = contenders(dataset_dict, arrow_files, work, parse_shard_size(args.max_shard_size), args.sync)
+    runs = contenders(dataset_dict, config, arrow_files, work, parse_shard_size(args.max_shard_size), args.sync)
     names = list(runs)
     load_before = os.getloadavg()
     times: dict[str, list[float]] = {name: [] for name in names}
@@ -129,7 +175,8 @@ def speed_table(dataset_dict, work: Path, args) -> list[str]:
     decode_time = timed(lambda: [np.asarray(Image.open(io.BytesIO(image["bytes"]))) for image in sample])
 
     copy_times = times[names[0]]
-    lines = [f"{sum(len(ds) for ds in dataset_dict.values())} images, {file_bytes / 1e6:.0f} MB of Arrow files → "
+    lines = [f"`{config}`: {sum(len(ds) for ds in dataset_dict.values())} images, {file_bytes / 1e6:.0f} MB of "
+             f"Arrow files → "
              f"{len(shards)} Parquet shards ({sum(p.stat().st_size for p in shards) / 1e6:.0f} MB); "
              f"{args.repeats} interleaved rounds, "
              f"{'outputs fsynced to disk' if args.sync else 'page cache only (no fsync)'}; {os.cpu_count()} cores, "
@@ -146,6 +193,64 @@ def speed_table(dataset_dict, work: Path, args) -> list[str]:
     decode_mbs = png_bytes / decode_time / 1e6
     lines.append(f"| decode with Pillow (MB of PNG; what re-encoding would pay first) | {decode_mbs:,.0f} | | "
                  f"| {decode_mbs / copy_median:.2f} (to the median copy) |")
+    return lines
+
+
+def parquet_files(folder: Path) -> dict[str, list[str]]:
+    """split → its shards under ``folder``."""
+    files: dict[str, list[str]] = {}
+    for path in sorted(folder.rglob("*.parquet")):
+        files.setdefault(path.name.split("-")[0], []).append(str(path))
+    return files
+
+
+def reader_table(dataset_dict, config: str, work: Path, args) -> list[str]:
+    """Sizes of the Parquet export with and without zstd against the Arrow cache, and what reading them costs."""
+    max_shard_bytes = parse_shard_size(args.max_shard_size)
+    arrow_bytes = sum(f.stat().st_size for f in arrow_files_of(dataset_dict))
+    exports = {f"zstd level {publish.IMAGE_ZSTD_LEVEL} (export now)": work / "read-zstd",
+               "zstd level 1": work / "read-zstd-1", "uncompressed (before)": work / "read-stored"}
+    for folder in exports.values():
+        shutil.rmtree(folder, ignore_errors=True)
+        folder.mkdir()
+    export_dataset_dict(dataset_dict, work / "read-zstd", config, max_shard_bytes=max_shard_bytes)
+    export_at_zstd_level(1, dataset_dict, work / "read-zstd-1", config, max_shard_bytes)
+    export_uncompressed(dataset_dict, work / "read-stored", config, max_shard_bytes)
+    num_images = sum(len(ds) for ds in dataset_dict.values())
+
+    def load(folder: Path) -> float:
+        cache = work / "read-cache"
+        shutil.rmtree(cache, ignore_errors=True)
+        start = time.perf_counter()
+        datasets.load_dataset("parquet", data_files=parquet_files(folder), cache_dir=str(cache))
+        return time.perf_counter() - start
+
+    def read_and_decode(folder: Path) -> float:
+        start = time.perf_counter()
+        for files in parquet_files(folder).values():
+            for file in files:
+                for png in pq.read_table(file, columns=["image"])["image"].combine_chunks().field("bytes"):
+                    Image.open(io.BytesIO(png.as_buffer())).load()
+        return time.perf_counter() - start
+
+    times = {(name, kind): [] for name in exports for kind in ("load", "read")}
+    for round_index in range(args.repeats):
+        shift = round_index % len(exports)
+        order = list(exports)[shift:] + list(exports)[:shift]
+        for name in order:
+            times[name, "load"].append(load(exports[name]))
+            times[name, "read"].append(read_and_decode(exports[name]))
+    lines = [f"`{config}`: {num_images} images, Arrow cache {arrow_bytes / 1e6:.1f} MB; reader timings are "
+             f"medians of {args.repeats} interleaved rounds",
+             "",
+             "| Parquet images | size MB | size / Arrow cache | load_dataset into a fresh cache, s | "
+             "read Parquet + decode every image, images/s |",
+             "| --- | ---: | ---: | ---: | ---: |"]
+    for name, folder in exports.items():
+        size = sum(p.stat().st_size for p in folder.rglob("*.parquet"))
+        lines.append(f"| {name} | {size / 1e6:.1f} | {size / arrow_bytes:.2f} | "
+                     f"{statistics.median(times[name, 'load']):.2f} | "
+                     f"{num_images / statistics.median(times[name, 'read']):,.0f} |")
     return lines
 
 
@@ -215,6 +320,9 @@ def main() -> None:
     parser.add_argument("--max-shard-size", default="50MB",
                         help="export's shard size (default: 50MB, so this small release has several shards as "
                              "the full 45 GB default config has at 500MB)")
+    parser.add_argument("--configs", nargs="+", default=["default", "resized-256"],
+                        choices=["default", "resized-224", "resized-256", "resized-512"],
+                        help="configs to export (default: default resized-256)")
     parser.add_argument("--no-sync", dest="sync", action="store_false",
                         help="do not fsync the outputs (then every contender only reaches the page cache)")
     parser.add_argument("--no-dedup", dest="dedup", action="store_false",
@@ -225,12 +333,17 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory(prefix="export-speed-") as work:
         work = Path(work)
-        release = make_large_release(work / "release", args.images)
-        dataset_dict = nih_chestxray14.load("default", data_dir=str(release), cache_dir=str(work / "cache"))
-        print("\n".join(speed_table(dataset_dict, work, args)))
-        if args.dedup:
-            print()
-            print("\n".join(dedup_table(dataset_dict, work)))
+        for config in args.configs:
+            distinct = config != "default"  # resized images must differ, or zstd finds repeats across rows
+            release = work / ("release-distinct" if distinct else "release")
+            if not release.exists():
+                make_large_release(release, args.images, distinct=distinct)
+            dataset_dict = nih_chestxray14.load(config, data_dir=str(release), cache_dir=str(work / "cache"))
+            print("\n".join(speed_table(dataset_dict, config, work, args)), end="\n\n")
+            if compressible_columns(dataset_dict):
+                print("\n".join(reader_table(dataset_dict, config, work, args)), end="\n\n")
+            if args.dedup and config == "default":
+                print("\n".join(dedup_table(dataset_dict, work)), end="\n\n")
 
 
 if __name__ == "__main__":
