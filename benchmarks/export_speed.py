@@ -2,8 +2,8 @@
 
 Builds the ``default`` config of a synthetic release of 1024 x 1024 X-ray-like PNGs (about 490 KB each, as NIH's),
 and the ``resized-256`` config of a release whose images are all drawn apart (so that zstd cannot find one image
-again in another), then times for each config, interleaved in the same run (the order rotates each round) and on the same
-disk:
+again in another), then times for each config, interleaved in the same run (the order rotates each round) and on
+the same disk:
 
 - **copy**: ``shutil.copyfile`` of the prepared Arrow cache files: the same bytes moved, nothing else (the bound);
 - **export**: ``nih_chestxray14.publish.export_dataset_dict`` as ``export`` runs it: Arrow → Parquet shards, one
