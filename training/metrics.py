@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import importlib.util
 import sys
+import warnings
 from functools import lru_cache
 from pathlib import Path
 from types import ModuleType
-from typing import Dict, Optional, Sequence
+from typing import Any, Dict, Optional, Sequence
 
 import numpy as np
 
@@ -34,6 +35,11 @@ def metric_functions() -> ModuleType:
     sys.modules[name] = module  # dataclasses and pickling look modules up by name
     spec.loader.exec_module(module)
     return module
+
+
+def logits_of(predictions: Any) -> np.ndarray:
+    """The (N, C) logits of a Trainer's ``predictions``: the array itself, or the first item of a tuple of outputs."""
+    return predictions[0] if isinstance(predictions, tuple) else predictions
 
 
 def sigmoid(logits: np.ndarray) -> np.ndarray:
@@ -63,16 +69,11 @@ class MultiLabelROCAUC:
         Raises:
             ValueError: if the shapes don't match the C label names (from the metric's input checks).
         """
-        logits = eval_prediction.predictions
-        if isinstance(logits, tuple):
-            logits = logits[0]
         references = np.asarray(eval_prediction.label_ids)
-        return self.score(references, sigmoid(logits))
+        return self.score(references, sigmoid(logits_of(eval_prediction.predictions)))
 
     def score(self, references: np.ndarray, probabilities: np.ndarray) -> Dict[str, float]:
         """Macro and per-finding AUC of ``probabilities`` (N, C) against 0/1 ``references`` (N, C)."""
-        import warnings
-
         with warnings.catch_warnings():
             # A finding absent from a small split is reported as NaN in the results; a warning per evaluation is noise.
             warnings.simplefilter("ignore", metric_functions().UndefinedAUCWarning)
@@ -90,4 +91,4 @@ def strip_prefix(metrics: Dict[str, float], prefix: str) -> Dict[str, float]:
     return {key[len(prefix):]: value for key, value in metrics.items() if key.startswith(prefix)}
 
 
-__all__: Sequence[str] = ["MultiLabelROCAUC", "metric_functions", "sigmoid", "strip_prefix", "METRIC_DIR"]
+__all__: Sequence[str] = ["MultiLabelROCAUC", "logits_of", "metric_functions", "sigmoid", "strip_prefix", "METRIC_DIR"]

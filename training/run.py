@@ -51,7 +51,7 @@ from training.data import ImageGeometry, XrayEvalTransform, XrayTrainTransform, 
 from training.dataset import load_chestxray14, write_sample_release  # noqa: E402
 from training.ipu import IPUUnavailableError, load_ipu_config, trainer_classes, write_ipu_config  # noqa: E402
 from training.loss import MultiLabelBCELoss, balanced_pos_weight  # noqa: E402
-from training.metrics import MultiLabelROCAUC, sigmoid, strip_prefix  # noqa: E402
+from training.metrics import MultiLabelROCAUC, logits_of, sigmoid, strip_prefix  # noqa: E402
 from training.model import build_config, build_image_processor, build_model  # noqa: E402
 from training.plots import plot_roc_curves, plot_training_curves  # noqa: E402
 from training.trainer import with_resumable_checkpoints  # noqa: E402
@@ -189,7 +189,7 @@ def _write_published_folder(trainer, output_dir: Path, image_processor, predicti
     image_processor.save_pretrained(output_dir)
     plots = plot_training_curves(trainer.state.log_history, output_dir)
     if prediction is not None:
-        probabilities = sigmoid(_logits(prediction.predictions))
+        probabilities = sigmoid(logits_of(prediction.predictions))
         plots.update(plot_roc_curves(prediction.label_ids, probabilities, LABELS, output_dir,
                                      strip_prefix(prediction.metrics, "test_")))
     write_ipu_config(output_dir, ipu_config_name)
@@ -264,10 +264,6 @@ def _balanced_pos_weight(train_split: datasets.Dataset, model_args: ModelArgumen
     pos_weight = balanced_pos_weight(labels, model_args.max_pos_weight)
     logger.info("positive weights per finding: %s", dict(zip(LABELS, [round(w, 2) for w in pos_weight.tolist()])))
     return pos_weight
-
-
-def _logits(predictions: Any) -> np.ndarray:
-    return predictions[0] if isinstance(predictions, tuple) else predictions
 
 
 def _last_validation_metrics(log_history: List[Dict[str, Any]]) -> Dict[str, float]:
