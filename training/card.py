@@ -8,12 +8,10 @@ from pathlib import Path
 from typing import Any, Dict, Mapping, Optional
 
 from model_card import ModelCardInputs, write_model_card
+from nih_chestxray14 import NIHChestXray14Config
 from nih_chestxray14.labels import LABELS
 from training.arguments import BUILDER_DATASET, DataTrainingArguments, ModelArguments
 from training.data import ImageGeometry
-
-BUILDER_VALIDATION_FRACTION = 0.1
-"""The builder's default share of train_val patients in validation (its ``validation_fraction`` config parameter)."""
 
 
 def hyperparameters(
@@ -86,7 +84,7 @@ def write_card(
 ):
     """Write ``output_dir/README.md`` through ``model_card.write_model_card`` and return the card."""
     if data_args.dataset_name == BUILDER_DATASET:
-        validation_fraction = data_args.validation_fraction or BUILDER_VALIDATION_FRACTION
+        validation_fraction = data_args.validation_fraction or NIHChestXray14Config.validation_fraction
     else:
         validation_fraction = None  # an exported copy: its split was made elsewhere
     inputs = ModelCardInputs(

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from typing import Any, Dict
 
-from nih_chestxray14.labels import LABELS
+from nih_chestxray14.labels import LABEL_TO_INDEX, LABELS, NUM_LABELS
 from training.arguments import ModelArguments, parse_config_overrides
 
 logger = logging.getLogger(__name__)
@@ -19,9 +19,9 @@ logger = logging.getLogger(__name__)
 def label_settings() -> Dict[str, Any]:
     """Config settings shared by every model of the recipe: the multi-label head over the 14 findings."""
     return {
-        "num_labels": len(LABELS),
-        "id2label": {index: name for index, name in enumerate(LABELS)},
-        "label2id": {name: index for index, name in enumerate(LABELS)},
+        "num_labels": NUM_LABELS,
+        "id2label": dict(enumerate(LABELS)),
+        "label2id": dict(LABEL_TO_INDEX),
         "problem_type": "multi_label_classification",
     }
 
