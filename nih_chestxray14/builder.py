@@ -14,18 +14,23 @@ from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 import datasets
 
 from .errors import ImageSourceError, MissingImagesError
-from .metadata import read_release_metadata
+from .metadata import NIH_RELEASE_PAGE, read_release_metadata
 from .pixels import check_png, resize_png
 from .schema import FEATURES, make_example
 from .sources import ImageSource, iter_archive_images, locate_images, release_fingerprint
 from .spill import SpillWriter, read_spill
-from .splits import SPLITS, assign_splits, check_patient_disjoint, check_validation_fraction, patients_by_split
+from .splits import SPLITS, assign_splits, check_validation_fraction
 
 logger = logging.getLogger(__name__)
 
 DATASET_NAME = "nih_chestxray14"
 
-_HOMEPAGE = "https://nihcc.app.box.com/v/ChestXray-NIHCC"
+DATA_FILES_REFUSED = (
+    "nih_chestxray14 reads NIH's release from data_dir, not data_files: pass data_dir=<folder with "
+    "Data_Entry_2017_v2020.csv, train_val_list.txt, test_list.txt and the images>"
+)
+
+_HOMEPAGE = NIH_RELEASE_PAGE
 
 _LICENSE = (
     "NIH's terms: the use of the data set is unrestricted, provided you link to NIH's download site, acknowledge the "
@@ -87,7 +92,8 @@ class NIHChestXray14Config(datasets.BuilderConfig):
 
     Attributes:
         image_size: ``None`` passes NIH's PNG bytes through untouched; an integer resizes the shorter side to it once,
-            at build time, with area interpolation, and stores lossless PNG.
+            at build time, with area interpolation, and stores it as lossless 8-bit grayscale PNG whose deflate blocks
+            are uncompressed, so that every epoch decodes it fast (see :mod:`.pixels`).
         validation_fraction: share of train_val *patients* in validation, in ``[0, 1)`` (rule: :mod:`.splits`); with
             0 there is no validation split.
         allow_missing_images: build from a partial download, skipping (and logging the count of) listed images that
@@ -128,10 +134,7 @@ class NIHChestXray14(datasets.GeneratorBasedBuilder):
 
     def __init__(self, *args, data_files=None, hash: Optional[str] = None, **kwargs):
         if data_files:
-            raise ValueError(
-                "nih_chestxray14 reads NIH's release from data_dir, not data_files: pass data_dir=<folder with "
-                "Data_Entry_2017_v2020.csv, train_val_list.txt, test_list.txt and the images>"
-            )
+            raise ValueError(DATA_FILES_REFUSED)
         # The same cache path whether reached through load_dataset or built directly.
         kwargs["dataset_name"] = kwargs.get("dataset_name") or DATASET_NAME
         if kwargs.get("data_dir") is not None:
@@ -168,8 +171,7 @@ class NIHChestXray14(datasets.GeneratorBasedBuilder):
             fraction,
             train_val_source=release.train_val_list,
             test_source=release.test_list,
-        )
-        check_patient_disjoint(patients_by_split(assignment, patient_of_image))
+        )  # raises SplitError if a patient would span two splits
 
         source = locate_images(config.data_dir)
         if source is None:

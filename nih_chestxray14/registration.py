@@ -19,7 +19,7 @@ import datasets.load
 from datasets.data_files import DataFilesDict
 from datasets.packaged_modules import _PACKAGED_DATASETS_MODULES
 
-from .builder import DATASET_NAME, code_hash
+from .builder import DATA_FILES_REFUSED, DATASET_NAME, code_hash
 
 logger = logging.getLogger(__name__)
 
@@ -41,10 +41,7 @@ def _factory_for(original: type) -> type:
             if self.name != DATASET_NAME:
                 return super().get_module()
             if self.data_files is not None:
-                raise ValueError(
-                    "nih_chestxray14 reads NIH's release from data_dir, not data_files: pass data_dir=<folder with "
-                    "Data_Entry_2017_v2020.csv, train_val_list.txt, test_list.txt and the images>"
-                )
+                raise ValueError(DATA_FILES_REFUSED)
             module_path, module_hash = _PACKAGED_DATASETS_MODULES[DATASET_NAME]
             # An empty DataFilesDict tells load_dataset_builder that no data files are needed; the builder drops it.
             return datasets.load.DatasetModule(
