@@ -20,11 +20,12 @@ from datasets.info import DatasetInfosDict
 from datasets.utils.metadata import MetadataConfigs
 from huggingface_hub import DatasetCard, DatasetCardData
 
-from .builder import _CITATION, _HOMEPAGE
+from .builder import _CITATION
 from .labels import LABELS, NO_FINDING
+from .metadata import NIH_RELEASE_PAGE
 
 PRETTY_NAME = "NIH ChestX-ray14"
-HOMEPAGE = _HOMEPAGE
+HOMEPAGE = NIH_RELEASE_PAGE
 LICENSE_NAME = "nih-chestxray14-terms-of-use"
 CITATION_BIBTEX = _CITATION.strip()
 
