@@ -71,11 +71,9 @@ def nih_archives(checksums: Optional[Mapping[str, str]] = None) -> list[Archive]
     """
     from .builder import _URLS  # the builder owns NIH's links
 
-    items = list(_URLS.items()) if isinstance(_URLS, Mapping) else [
-        (f"images_{index:03d}.tar.gz", url) for index, url in enumerate(_URLS, start=1)
-    ]
-    checksums = dict(checksums or {})
-    return [Archive(name, url, checksums.get(name)) for name, url in items]
+    checksums = checksums or {}
+    names = (f"images_{index:03d}.tar.gz" for index in range(1, len(_URLS) + 1))
+    return [Archive(name, url, checksums.get(name)) for name, url in zip(names, _URLS)]
 
 
 def read_checksums(path: os.PathLike) -> dict[str, str]:
