@@ -109,7 +109,7 @@ def download_archive(archive: Archive, target_dir: os.PathLike, *, retries: int 
     final = target_dir / archive.name
     partial = target_dir / (archive.name + INCOMPLETE_SUFFIX)
     if final.exists():
-        if archive.sha256 is not None and _sha256_of(final) != archive.sha256:
+        if archive.sha256 is not None and _sha256_of(final) != archive.sha256.lower():
             raise ChecksumMismatchError(
                 archive, f"{final} exists but its SHA-256 is not {archive.sha256}; delete it and run again")
         logger.info("%s already downloaded", final)
