@@ -20,9 +20,13 @@ import sys
 from pathlib import Path
 from typing import Optional, Sequence
 
+from .builder import NIHChestXray14
+from .loading import load
+from .publish import DEFAULT_MAX_SHARD_SIZE, MAX_DEFAULT_THREADS, export, parse_shard_size, push
+from .splits import SPLITS
+
 PROG = "nih-chestxray14"
-CONFIGS = ("default", "resized-224", "resized-256", "resized-512")
-SPLITS = ("train", "validation", "test")
+CONFIGS = tuple(NIHChestXray14.builder_configs)
 
 logger = logging.getLogger("nih_chestxray14")
 
@@ -86,13 +90,14 @@ def _add_builder_arguments(parser: argparse.ArgumentParser, *, many_configs: boo
 
 def _add_writer_arguments(parser: argparse.ArgumentParser, *, chunking_default: bool) -> None:
     group = parser.add_argument_group("Parquet writing")
-    group.add_argument("--max-shard-size", default="500MB", help="largest shard, e.g. 500MB (default: 500MB)")
+    group.add_argument("--max-shard-size", default=DEFAULT_MAX_SHARD_SIZE,
+                       help=f"largest shard, e.g. 500MB (default: {DEFAULT_MAX_SHARD_SIZE})")
     group.add_argument("--content-defined-chunking", action=argparse.BooleanOptionalAction, default=None,
                        help="cut Parquet pages where the content says, as push_to_hub does, so the Hub stores "
                             "only what changed when a later upload edits rows; costs a third or more of the "
                             f"export's speed (default: {'on' if chunking_default else 'off'} for this command)")
     group.add_argument("--threads", type=_positive_int, default=None, metavar="N",
-                       help="shards written at once (default: one per CPU core, at most 8)")
+                       help=f"shards written at once (default: one per CPU core, at most {MAX_DEFAULT_THREADS})")
 
 
 def _writer_kwargs(args) -> dict:
@@ -205,8 +210,6 @@ def run_download(args) -> int:
 
 
 def run_prepare(args) -> int:
-    from . import load
-
     _check_data_dir(args)
     dataset_dict = load(name=args.config, **_builder_kwargs(args))
     sizes = ", ".join(f"{split}: {len(ds):,}" for split, ds in dataset_dict.items())
@@ -215,8 +218,6 @@ def run_prepare(args) -> int:
 
 
 def run_export(args) -> int:
-    from .publish import export, parse_shard_size
-
     _check_data_dir(args)
     parse_shard_size(args.max_shard_size)
     if args.out.exists() and not args.out.is_dir():
@@ -228,8 +229,6 @@ def run_export(args) -> int:
 
 
 def run_push(args) -> int:
-    from .publish import parse_shard_size, push
-
     _check_data_dir(args)
     parse_shard_size(args.max_shard_size)
     configs = args.configs or ["default"]
@@ -240,8 +239,7 @@ def run_push(args) -> int:
 
 
 def run_show(args) -> int:
-    from . import load
-    from .show import show_grid
+    from .show import show_grid  # matplotlib: loaded only for this command
 
     _check_data_dir(args)
     if args.out.suffix.lower() != ".png":
