@@ -3,15 +3,10 @@
 import importlib.util
 import json
 import sys
-from pathlib import Path
 
 import pytest
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-if str(REPO_ROOT) not in sys.path:  # the recipe runs from a clone, as transformers' examples do
-    sys.path.insert(0, str(REPO_ROOT))
-
-from training import ipu  # noqa: E402
+from training import ipu
 
 # The keyword arguments of IPUConfig.__init__ in optimum-graphcore 0.7.1
 # (optimum/graphcore/ipu_configuration.py, class IPUConfig). Any other key makes that version raise

@@ -2,19 +2,13 @@
 
 import math
 import re
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 from huggingface_hub import ModelCard
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-if str(REPO_ROOT) not in sys.path:  # the recipe and model_card/ run from a clone, as transformers' examples do
-    sys.path.insert(0, str(REPO_ROOT))
-
-from model_card import ModelCardInputs, write_model_card  # noqa: E402
-from nih_chestxray14 import LABELS  # noqa: E402
+from model_card import ModelCardInputs, write_model_card
+from nih_chestxray14 import LABELS
 
 FAKE_TOKEN = "hf_" + "Q" * 34
 

@@ -5,16 +5,13 @@ from pathlib import Path
 
 import pytest
 
+from test_run_recipe import PUBLISHED_FILES
 from training.publish import PushError
 from training.run import main
 
 pytestmark = pytest.mark.slow
 
 TINY_VIT = "hidden_size=16,num_hidden_layers=1,num_attention_heads=2,intermediate_size=32,image_size=32,patch_size=8"
-PUBLISHED_FILES = {
-    "config.json", "model.safetensors", "preprocessor_config.json", "ipu_config.json", "README.md", "all_results.json",
-    "training_loss.png", "learning_rate.png", "roc_curves_test.png",
-}
 
 
 @pytest.fixture(scope="module")
