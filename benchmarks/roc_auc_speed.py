@@ -23,7 +23,6 @@ Wall time and process CPU time are both reported: on a machine shared with other
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import os
 import platform
 import statistics
@@ -35,11 +34,12 @@ from typing import Callable, Dict, List, Optional, Tuple
 import numpy as np
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-METRIC_DIR = REPO_ROOT / "metrics" / "roc_auc_multilabel"
+if str(REPO_ROOT) not in sys.path:  # the recipe's modules live in the clone, as in transformers' examples
+    sys.path.insert(0, str(REPO_ROOT))
+
+from training.metrics import METRIC_DIR, metric_functions  # noqa: E402
+
 NUM_TEST_IMAGES = 25_596
-# Images per finding in all 112,120 images of Data_Entry_2017_v2020.csv, in nih_chestxray14.LABELS order.
-FINDING_COUNTS = (11559, 2776, 13317, 19894, 5782, 6331, 1431, 5302, 4667, 2303, 2516, 1686, 3385, 227)
-NUM_IMAGES = 112_120
 TARGETS = {  # name: (numerator, denominator, largest allowed ratio)
     "plain / sklearn": ("plain", "sklearn", 1.0),
     "plain + per-class DeLong CIs / sklearn": ("plain_ci", "sklearn", 2.0),
@@ -68,15 +68,11 @@ def official_test_labels(folder: Path) -> Optional[np.ndarray]:
 
 
 def synthetic_labels(rng: np.random.Generator) -> np.ndarray:
-    prevalence = np.asarray(FINDING_COUNTS) / NUM_IMAGES
-    return (rng.random((NUM_TEST_IMAGES, len(FINDING_COUNTS))) < prevalence).astype(np.int8)
+    from nih_chestxray14.labels import LABELS
+    from nih_chestxray14.sample import NIH_PREVALENCE
 
-
-def load_plain_module():
-    spec = importlib.util.spec_from_file_location("multilabel_auc", METRIC_DIR / "multilabel_auc.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    prevalence = np.asarray([NIH_PREVALENCE[name] for name in LABELS])
+    return (rng.random((NUM_TEST_IMAGES, len(LABELS))) < prevalence).astype(np.int8)
 
 
 def median_seconds(functions: Dict[str, Callable[[], object]], repeats: int) -> Dict[str, Dict[str, float]]:
@@ -109,7 +105,7 @@ def run(repeats: int, seed: int):
         labels, source = synthetic_labels(rng), "synthetic labels with ChestX-ray14 prevalences (metadata absent)"
     scores = np.round(1.2 * labels + rng.normal(size=labels.shape), 3).astype(np.float32)
 
-    plain = load_plain_module()
+    plain = metric_functions()
     start = time.perf_counter()
     module = evaluate.load(str(METRIC_DIR))
     load_seconds = time.perf_counter() - start
@@ -153,7 +149,7 @@ def run(repeats: int, seed: int):
     return timings, source, labels.shape
 
 
-LABELS = {
+ROW_NAMES = {
     "sklearn": "scikit-learn `roc_auc_score(average=None)`",
     "plain": "`multilabel_roc_auc(average=None)`",
     "plain_ci": "`multilabel_roc_auc(average=None, confidence_level=0.95)` (per-class DeLong)",
@@ -182,7 +178,7 @@ def report(timings, source: str, shape: Tuple[int, int], repeats: int) -> str:
         ]
         for key in wall:
             lines.append(
-                f"| {LABELS[key]} | {wall[key] * 1e3:.1f} | {wall[key] / wall[baseline]:.2f}x "
+                f"| {ROW_NAMES[key]} | {wall[key] * 1e3:.1f} | {wall[key] / wall[baseline]:.2f}x "
                 f"| {cpu[key] * 1e3:.1f} | {cpu[key] / cpu[baseline]:.2f}x |"
             )
     lines += ["", f"`evaluate.load(...)`, once per process: {timings['load_seconds'] * 1e3:.1f} ms wall."]

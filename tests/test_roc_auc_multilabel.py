@@ -4,7 +4,6 @@ implementation, undefined classes, JSON-safe output, bad input, batching, and th
 from __future__ import annotations
 
 import doctest
-import importlib.util
 import json
 import math
 import re
@@ -17,21 +16,11 @@ import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
 
+from training.metrics import METRIC_DIR, metric_functions
+
 REPO = Path(__file__).resolve().parents[1]
-METRIC_DIR = REPO / "metrics" / "roc_auc_multilabel"
 
-
-def load_plain_module():
-    """The plain-NumPy module next to the metric, imported from its file (it is not an installed package)."""
-    if "multilabel_auc" not in sys.modules:
-        spec = importlib.util.spec_from_file_location("multilabel_auc", METRIC_DIR / "multilabel_auc.py")
-        module = importlib.util.module_from_spec(spec)
-        sys.modules["multilabel_auc"] = module
-        spec.loader.exec_module(module)
-    return sys.modules["multilabel_auc"]
-
-
-mla = load_plain_module()
+mla = metric_functions()  # the plain-NumPy module next to the metric, imported from its file
 
 
 @pytest.fixture(scope="module")

@@ -13,9 +13,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from test_roc_auc_multilabel import load_plain_module
+from training.metrics import metric_functions
 
-mla = load_plain_module()
+mla = metric_functions()
 
 AVERAGES = ["macro", "micro", "weighted", None]
 
