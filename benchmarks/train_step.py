@@ -28,7 +28,8 @@ from typing import Dict, List, Optional
 import torch
 from transformers import AutoModelForImageClassification, ViTConfig
 
-NUM_LABELS = 14
+from nih_chestxray14.labels import NUM_LABELS
+
 GPU_TARGET_IMAGES_PER_S = 3000.0
 TUTORIAL_IPU_IMAGES_PER_S = 303.0  # the 2022 tutorial's reported throughput on 4 IPUs
 
