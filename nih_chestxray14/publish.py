@@ -38,12 +38,14 @@ from datasets.features.features import require_storage_embed
 from datasets.splits import SplitDict, SplitInfo
 from datasets.table import embed_table_storage, table_cast
 from datasets.utils.py_utils import convert_file_size_to_int
-from huggingface_hub import DatasetCard, HfApi
+from huggingface_hub import DatasetCard, HfApi, get_token
 from huggingface_hub.errors import EntryNotFoundError, HFValidationError
 from huggingface_hub.utils import validate_repo_id
 
+from .builder import NIHChestXray14
 from .card import PRETTY_NAME, ExportedConfig, render_card
 from .errors import NIHChestXray14Error
+from .loading import load
 
 logger = logging.getLogger(__name__)
 
@@ -103,8 +105,6 @@ def export(data_dir: Optional[os.PathLike], out: os.PathLike, configs: Sequence[
         PublishError: ``out`` holds a README.md that is not this dataset's card, or a bad ``max_shard_size``.
         NIHChestXray14Error: from the builder, for bad input in ``data_dir``.
     """
-    from . import load  # the builder's entry point; imported here so the card and Parquet code stay light
-
     out = Path(out)
     shard_bytes = parse_shard_size(max_shard_size)
     existing = read_existing_card(out)
@@ -397,7 +397,7 @@ def push(data_dir: Optional[os.PathLike], repo_id: str, configs: Sequence[str] =
     if "/" not in repo_id:
         raise PublishError(f"repo id {repo_id!r} needs a namespace: write <user or org>/{repo_id}")
     api = HfApi(token=token)
-    if api.token is None and _logged_in_token() is None:
+    if api.token is None and get_token() is None:
         raise PublishError("no Hugging Face token: run `hf auth login` or set HF_TOKEN, then push again")
 
     repo = api.create_repo(repo_id, repo_type="dataset", private=private, exist_ok=True)
@@ -428,19 +428,9 @@ def _fetch_remote_card(api: HfApi, repo_id: str, staging: Path) -> None:
     shutil.rmtree(staging / ".remote", ignore_errors=True)
 
 
-def _logged_in_token() -> Optional[str]:
-    from huggingface_hub import get_token
-
-    return get_token()
-
-
 def _config_description(config: str) -> str:
-    from .builder import NIHChestXray14
-
-    for builder_config in NIHChestXray14.BUILDER_CONFIGS:
-        if builder_config.name == config:
-            return builder_config.description or ""
-    return ""
+    builder_config = NIHChestXray14.builder_configs.get(config)
+    return (builder_config.description or "") if builder_config is not None else ""
 
 
 def _swap_in(staging: Path, final: Path) -> None:
