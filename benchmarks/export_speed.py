@@ -321,7 +321,7 @@ def main() -> None:
                         help="export's shard size (default: 50MB, so this small release has several shards as "
                              "the full 45 GB default config has at 500MB)")
     parser.add_argument("--configs", nargs="+", default=["default", "resized-256"],
-                        choices=["default", "resized-224", "resized-256", "resized-512"],
+                        choices=tuple(nih_chestxray14.NIHChestXray14.builder_configs),
                         help="configs to export (default: default resized-256)")
     parser.add_argument("--no-sync", dest="sync", action="store_false",
                         help="do not fsync the outputs (then every contender only reaches the page cache)")
