@@ -473,9 +473,12 @@ def roc_auc_report(
     else:
         weights = _average_weights(labels, auc, average)
         defined = weights > 0
-        value = float(np.dot(weights[defined], auc[defined])) if defined.any() else math.nan
-        if average == "macro" and defined.any():
+        if not defined.any():
+            value = math.nan
+        elif average == "macro":
             value = float(np.mean(auc[defined]))
+        else:
+            value = float(np.dot(weights[defined], auc[defined]))
         result["roc_auc"] = value
         if want_interval:
             case_influence = influence @ weights
