@@ -322,6 +322,11 @@ def hardware_defaults() -> Dict[str, Any]:
     return recipe_defaults(cuda, bf16, max(1, cpus // max(1, local_processes)) - 1)
 
 
+def precision(training_args: Any) -> str:
+    """``"bf16"``, ``"fp16"`` or ``"fp32"``: the mixed precision ``training_args`` ask for."""
+    return "bf16" if training_args.bf16 else "fp16" if training_args.fp16 else "fp32"
+
+
 def ipu_config_name_from_argv(argv: Sequence[str]) -> Optional[str]:
     """Find ``--ipu_config_name`` before parsing, since it decides which ``TrainingArguments`` class to parse into."""
     if argv and str(argv[0]).endswith(".json"):
@@ -386,6 +391,7 @@ __all__: List[str] = [
     "DataTrainingArguments",
     "parse_arguments",
     "parse_config_overrides",
+    "precision",
     "recipe_defaults",
     "ipu_config_name_from_argv",
 ]

@@ -10,7 +10,7 @@ from typing import Any, Dict, Mapping, Optional
 from model_card import ModelCardInputs, write_model_card
 from nih_chestxray14 import NIHChestXray14Config
 from nih_chestxray14.labels import LABELS
-from training.arguments import BUILDER_DATASET, DataTrainingArguments, ModelArguments
+from training.arguments import BUILDER_DATASET, DataTrainingArguments, ModelArguments, precision
 from training.data import ImageGeometry
 
 
@@ -19,9 +19,9 @@ def hyperparameters(
 ) -> Dict[str, Any]:
     """The settings a reader needs to reproduce the run, as a flat dict of plain values (no secrets)."""
     world_size = max(1, int(getattr(training_args, "world_size", 1)))
-    precision = "bf16" if training_args.bf16 else "fp16" if training_args.fp16 else "fp32"
+    precision_text = precision(training_args)
     if getattr(training_args, "tf32", None):
-        precision += " (TF32 matmuls)"
+        precision_text += " (TF32 matmuls)"
     values: Dict[str, Any] = {
         "learning_rate": training_args.learning_rate,
         "train_batch_size_per_device": training_args.per_device_train_batch_size,
@@ -38,7 +38,7 @@ def hyperparameters(
         "weight_decay": training_args.weight_decay,
         "lr_scheduler": str(getattr(training_args.lr_scheduler_type, "value", training_args.lr_scheduler_type)),
         "warmup_steps": training_args.warmup_steps,
-        "precision": precision,
+        "precision": precision_text,
         "torch_compile": bool(getattr(training_args, "torch_compile", False)),
         "image_size": geometry.crop_size,
         "image_mean": list(geometry.image_mean),

@@ -46,6 +46,7 @@ from training.arguments import (  # noqa: E402
     ModelArguments,
     ipu_config_name_from_argv,
     parse_arguments,
+    precision,
 )
 from training.data import ImageGeometry, XrayEvalTransform, XrayTrainTransform, collate_multilabel  # noqa: E402
 from training.dataset import load_chestxray14, write_sample_release  # noqa: E402
@@ -220,7 +221,7 @@ def _setup_logging(training_args) -> None:
     logger.info(
         "process rank %s, device %s, %s process(es), precision %s",
         training_args.process_index, training_args.device, training_args.world_size,
-        "bf16" if training_args.bf16 else "fp16" if training_args.fp16 else "fp32",
+        precision(training_args),
     )
 
 
