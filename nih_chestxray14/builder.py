@@ -74,6 +74,8 @@ _URLS = (
 
 _VERSION = datasets.Version("1.0.0")
 
+_CONFIG_PARAMETERS = ("image_size", "validation_fraction", "allow_missing_images")
+
 _SOURCE_MODULES = ("builder", "errors", "labels", "metadata", "pixels", "schema", "sources", "spill", "splits")
 
 
@@ -135,8 +137,13 @@ class NIHChestXray14(datasets.GeneratorBasedBuilder):
     def __init__(self, *args, data_files=None, hash: Optional[str] = None, **kwargs):
         if data_files:
             raise ValueError(DATA_FILES_REFUSED)
-        # The same cache path whether reached through load_dataset or built directly.
+        # The same cache path whether reached through load_dataset or built directly, and whether a parameter is
+        # left out or passed at its config's value (datasets keys the cache on the keyword arguments given).
         kwargs["dataset_name"] = kwargs.get("dataset_name") or DATASET_NAME
+        config = self.builder_configs.get(kwargs.get("config_name") or self.DEFAULT_CONFIG_NAME)
+        for parameter in _CONFIG_PARAMETERS:
+            if config is not None and parameter in kwargs and kwargs[parameter] == getattr(config, parameter):
+                del kwargs[parameter]
         if kwargs.get("data_dir") is not None:
             kwargs.setdefault("release_fingerprint", release_fingerprint(os.fspath(kwargs["data_dir"])))
         super().__init__(*args, hash=hash or code_hash(), **kwargs)

@@ -271,6 +271,17 @@ def test_a_changed_release_is_built_again_instead_of_served_from_the_cache(image
     assert len(complete["test"]) == len(partial["test"]) + 1
 
 
+def test_parameters_passed_at_their_defaults_reuse_the_cache_of_a_plain_load(archives_release, tmp_path):
+    # The command line passes every parameter; a later load() or load_dataset() in Python must not build again.
+    kwargs = {"data_dir": str(archives_release), "cache_dir": str(tmp_path / "cache")}
+    plain = NIHChestXray14(config_name="resized-224", **kwargs)
+    explicit = NIHChestXray14(config_name="resized-224", image_size=224, validation_fraction=0.1,
+                              allow_missing_images=False, **kwargs)
+    other = NIHChestXray14(config_name="resized-224", validation_fraction=0.2, **kwargs)
+    assert explicit.cache_dir == plain.cache_dir
+    assert other.cache_dir != plain.cache_dir and other.config.validation_fraction == 0.2
+
+
 def test_a_cache_kept_inside_data_dir_is_reused(archives_release, tmp_path):
     release = copy_release(archives_release, tmp_path)
     first = build(release, release / "cache")
