@@ -182,6 +182,8 @@ def test_push_sends_several_configs_to_one_repo_and_keeps_earlier_ones(hub, publ
 
 
 def test_failed_push_reports_one_line_without_the_token(hub, publish_release, publish_cache, capsys):
+    nih_chestxray14.load("default", data_dir=str(publish_release), cache_dir=str(publish_cache))
+    capsys.readouterr()  # a first build's progress bars, when this test runs on its own
     hub.fail_next_commit = True
     code = main(["push", "--data-dir", str(publish_release), "--cache-dir", str(publish_cache), "me/broken"])
     err = capsys.readouterr().err.strip()
