@@ -13,7 +13,8 @@ from typing import Optional
 
 import datasets
 
-from nih_chestxray14.labels import NUM_LABELS
+import nih_chestxray14
+from nih_chestxray14.labels import LABELS, NUM_LABELS
 from training.arguments import BUILDER_DATASET, DataTrainingArguments
 
 logger = logging.getLogger(__name__)
@@ -31,7 +32,6 @@ def write_sample_release(data_args: DataTrainingArguments) -> Optional[Path]:
     """
     if not data_args.make_sample_release:
         return None
-    from nih_chestxray14.labels import LABELS
     from nih_chestxray14.sample import make_release
 
     root = Path(data_args.data_dir)
@@ -71,8 +71,6 @@ def load_chestxray14(data_args: DataTrainingArguments, cache_dir: Optional[str] 
 
 
 def _load_from_builder(data_args: DataTrainingArguments, cache_dir: Optional[str]) -> datasets.DatasetDict:
-    import nih_chestxray14
-
     if not Path(data_args.data_dir).is_dir():
         raise ValueError(f"--data_dir {data_args.data_dir} is not a folder: give the folder of the NIH release")
     config_kwargs = {"allow_missing_images": data_args.allow_missing_images}
