@@ -33,7 +33,8 @@ import numpy as np
 from PIL import Image
 
 from .labels import LABELS, NO_FINDING
-from .splits import is_validation_patient
+from .metadata import BBOX_CSV_NAMES, TEST_LIST, TRAIN_VAL_LIST
+from .splits import SPLITS, is_validation_patient
 
 logger = logging.getLogger(__name__)
 
@@ -349,7 +350,7 @@ def _plan_images(
             )
             age += int(rng.random() < 0.3)
     # Every finding in every split: deal the 14 findings round-robin over each split's images.
-    for split in ("train", "validation", "test"):
+    for split in SPLITS:
         members = [image for image in images if image.split == split]
         order = rng.permutation(len(members))
         for index, name in enumerate(LABELS):
@@ -394,8 +395,8 @@ def _write_entry_csv(root: Path, images: Sequence[_SampleImage], csv_variant: st
 def _write_split_lists(root: Path, images: Sequence[_SampleImage]) -> None:
     train_val = sorted(image.name for image in images if image.split != "test")
     test = sorted(image.name for image in images if image.split == "test")
-    (root / "train_val_list.txt").write_text("".join(name + "\n" for name in train_val), encoding="utf-8")
-    (root / "test_list.txt").write_text("".join(name + "\n" for name in test), encoding="utf-8")
+    (root / TRAIN_VAL_LIST).write_text("".join(name + "\n" for name in train_val), encoding="utf-8")
+    (root / TEST_LIST).write_text("".join(name + "\n" for name in test), encoding="utf-8")
 
 
 def _write_bbox_csv(
@@ -424,7 +425,7 @@ def _write_bbox_csv(
             w, h = rng.uniform(0.05, 0.3, size=2) * image_size
         spelled = "Infiltrate" if name == "Infiltration" else name
         rows.append([image_name, spelled, repr(float(x)), repr(float(y)), repr(float(w)), repr(float(h))])
-    with open(root / "BBox_List_2017.csv", "w", newline="", encoding="utf-8") as handle:
+    with open(root / BBOX_CSV_NAMES[0], "w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle, lineterminator="\n")
         writer.writerow(_BBOX_HEADER)
         writer.writerows(rows)
