@@ -34,19 +34,13 @@ class SpillWriter:
         self._files: Dict[str, BinaryIO] = {}
 
     def write(self, split: str, name: str, png: bytes) -> None:
-        handle = self._files.get(split)
-        if handle is None:
-            os.makedirs(self.directory, exist_ok=True)
-            handle = self._files[split] = open(spill_path(self.directory, split, self.shard) + ".part", "wb")
-        handle.write(name.encode("ascii").ljust(_NAME_BYTES) + struct.pack(">I", len(png)) + png)
+        self._file(split).write(name.encode("ascii").ljust(_NAME_BYTES) + struct.pack(">I", len(png)) + png)
 
     def close(self, complete: bool) -> None:
         """Close every file, and publish one per split (empty if the shard held none of its images) only if the
         shard was read to its end."""
         for split in self.splits if complete else ():
-            if split not in self._files:
-                os.makedirs(self.directory, exist_ok=True)
-                self._files[split] = open(spill_path(self.directory, split, self.shard) + ".part", "wb")
+            self._file(split)
         for split, handle in self._files.items():
             handle.close()
             final = spill_path(self.directory, split, self.shard)
@@ -55,6 +49,13 @@ class SpillWriter:
             else:
                 os.remove(final + ".part")
         self._files = {}
+
+    def _file(self, split: str) -> BinaryIO:
+        """The open ``.part`` file of ``split``, created on first use."""
+        if split not in self._files:
+            os.makedirs(self.directory, exist_ok=True)
+            self._files[split] = open(spill_path(self.directory, split, self.shard) + ".part", "wb")
+        return self._files[split]
 
 
 def read_spill(directory: Optional[str], split: str, shard: Sequence[int]) -> Optional[Iterator[Tuple[str, bytes]]]:
