@@ -44,8 +44,8 @@ def archive_pngs(release):
     return pngs
 
 
-def expected_split(release, name, patient):
-    if name in set(raw_list(release, "test_list.txt")):
+def expected_split(test_names, name, patient):
+    if name in test_names:
         return "test"
     return "validation" if is_validation_patient(patient, 0.1) else "train"
 
@@ -54,6 +54,7 @@ def test_default_config_reads_archives_in_place_with_labels_splits_and_untouched
     ds = build(archives_release, tmp_path / "cache")
     entries = raw_entries(archives_release)
     pngs = archive_pngs(archives_release)
+    test_names = set(raw_list(archives_release, "test_list.txt"))
 
     assert set(ds) == {"train", "validation", "test"}
     assert sum(len(split) for split in ds.values()) == len(entries)
@@ -63,7 +64,7 @@ def test_default_config_reads_archives_in_place_with_labels_splits_and_untouched
         for example in dataset:
             name = example["image_id"]
             entry = entries[name]
-            assert expected_split(archives_release, name, entry["patient"]) == split
+            assert expected_split(test_names, name, entry["patient"]) == split
             assert example["patient_id"] == entry["patient"]
             assert [LABELS[i] for i, hot in enumerate(example["labels"]) if hot] == sorted(
                 entry["findings"], key=LABELS.index
