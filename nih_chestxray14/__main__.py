@@ -20,6 +20,8 @@ import sys
 from pathlib import Path
 from typing import Optional, Sequence
 
+from datasets.exceptions import DatasetGenerationError
+
 from .builder import NIHChestXray14
 from .loading import load
 from .publish import DEFAULT_MAX_SHARD_SIZE, MAX_DEFAULT_THREADS, export, parse_shard_size, push
@@ -259,7 +261,7 @@ COMMANDS = {"download": run_download, "prepare": run_prepare, "export": run_expo
 def one_line(error: BaseException) -> str:
     """The most specific message in an exception chain, on one line, with any Hub token masked."""
     innermost = error
-    while innermost.__cause__ is not None and type(innermost).__name__ == "DatasetGenerationError":
+    while innermost.__cause__ is not None and isinstance(innermost, DatasetGenerationError):
         innermost = innermost.__cause__
     message = " ".join(str(innermost).split()) or type(innermost).__name__
     for token in {os.environ.get("HF_TOKEN"), _saved_token()} - {None, ""}:
