@@ -42,7 +42,7 @@ from huggingface_hub import DatasetCard, HfApi, get_token
 from huggingface_hub.errors import EntryNotFoundError, HFValidationError
 from huggingface_hub.utils import validate_repo_id
 
-from .builder import NIHChestXray14
+from .builder import NIHChestXray14, NIHChestXray14Config
 from .card import PRETTY_NAME, ExportedConfig, render_card
 from .errors import NIHChestXray14Error
 from .loading import load
@@ -114,7 +114,7 @@ def export(data_dir: Optional[os.PathLike], out: os.PathLike, configs: Sequence[
         logger.info("preparing config %s", config)
         prepared[config] = load(name=config, data_dir=data_dir, num_proc=num_proc, cache_dir=cache_dir,
                                 **config_kwargs)
-    fraction = config_kwargs.get("validation_fraction", 0.1)
+    fraction = config_kwargs.get("validation_fraction", NIHChestXray14Config.validation_fraction)
     staged: list[tuple[ExportedConfig, Path]] = []
     try:
         for config, dataset_dict in prepared.items():
