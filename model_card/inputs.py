@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 from typing import Any, Dict, Mapping, Optional, Sequence
 
+from nih_chestxray14.builder import DATASET_NAME
 from nih_chestxray14.labels import LABELS
 
 DELONG_INTERVALS = "DeLong's method (DeLong et al., 1988), computed with the fast algorithm of Sun & Xu (2014)"
@@ -31,7 +32,7 @@ class ModelCardInputs:
     """``hub_model_id`` when pushing, else the name of ``output_dir``; used in the usage example and model-index."""
     base_model: Optional[str] = None
     """The checkpoint fine-tuned from (a Hub id), or ``None`` for a model trained from scratch."""
-    dataset_name: str = "nih_chestxray14"
+    dataset_name: str = DATASET_NAME
     """``"nih_chestxray14"`` (the builder) or the Hub id / local folder of the exported Parquet dataset."""
     dataset_config_name: Optional[str] = None
     """The builder config, e.g. ``"resized-256"``."""

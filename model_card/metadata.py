@@ -7,11 +7,12 @@ from typing import List, Optional
 
 from huggingface_hub import EvalResult, ModelCardData
 
+from nih_chestxray14.builder import DATASET_NAME
+
 from .inputs import ModelCardInputs, finite
 
 DATASET_PRETTY_NAME = "NIH ChestX-ray14"
 SYNTHETIC_DATASET_PRETTY_NAME = "Synthetic sample in NIH ChestX-ray14's format (not real X-rays)"
-DATASET_BUILDER_NAME = "nih_chestxray14"
 TASK_TYPE = "image-classification"
 TASK_NAME = "Multi-label image classification"
 SPLITS = ("validation", "test")
@@ -35,7 +36,7 @@ def dataset_id(inputs: ModelCardInputs) -> str:
     name = inputs.dataset_name
     looks_local = name.startswith((".", "/", "~")) or "\\" in name or Path(name).expanduser().exists()
     if looks_local or name.count("/") > 1:
-        return DATASET_BUILDER_NAME
+        return DATASET_NAME
     return name
 
 
