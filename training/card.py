@@ -54,7 +54,8 @@ def hyperparameters(
 
 
 def hardware_description(training_args: Any, ipu_config_name: Optional[str]) -> str:
-    """E.g. ``"1x NVIDIA H100 80GB HBM3"``, ``"2x CPU process (2 cores, x86_64)"`` or ``"IPUs (IPUConfig ...)"``."""
+    """E.g. ``"1x NVIDIA H100 80GB HBM3"``, ``"CPU (2 processes on 2 cores, x86_64)"`` or
+    ``"Graphcore IPUs (IPUConfig ...)"``."""
     if ipu_config_name is not None:
         return f"Graphcore IPUs (IPUConfig {ipu_config_name})"
     world_size = max(1, int(getattr(training_args, "world_size", 1)))
