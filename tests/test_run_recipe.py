@@ -40,19 +40,6 @@ def recipe_args(release: Path, cache: Path, output_dir: Path, *extra: str) -> li
     ]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def offline():
-    """Everything here is local: any request to the Hub fails at once instead of reaching the network."""
-    import datasets.config
-    from huggingface_hub import constants
-
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("HF_HUB_OFFLINE", "1")
-        patch.setattr(constants, "HF_HUB_OFFLINE", True)
-        patch.setattr(datasets.config, "HF_HUB_OFFLINE", True)
-        yield
-
-
 @pytest.fixture(scope="module")
 def workdir(tmp_path_factory):
     return tmp_path_factory.mktemp("recipe")
