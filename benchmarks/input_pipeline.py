@@ -48,7 +48,7 @@ import datasets  # noqa: E402
 from transformers import ViTImageProcessor  # noqa: E402
 
 from nih_chestxray14.labels import LABELS, multi_hot  # noqa: E402
-from nih_chestxray14.metadata import read_entries  # noqa: E402
+from nih_chestxray14.metadata import read_release_metadata  # noqa: E402
 from nih_chestxray14.sample import make_release  # noqa: E402
 from training.data import ImageGeometry, XrayEvalTransform, XrayTrainTransform, collate_multilabel  # noqa: E402
 
@@ -89,7 +89,7 @@ def write_imagefolder_metadata(release: Path) -> Path:
     """Add ``metadata.jsonl`` (file name → multi-hot labels) beside the PNGs, as the tutorial attached labels."""
     images = release / "images"
     with open(images / "metadata.jsonl", "w") as metadata:
-        for row in read_entries(str(release / "Data_Entry_2017_v2020.csv")).values():
+        for row in read_release_metadata(str(release)).entries.values():
             metadata.write(json.dumps({"file_name": row.image_id, "labels": multi_hot(row.findings)}) + "\n")
     return images
 
