@@ -15,12 +15,13 @@ import datasets
 
 import nih_chestxray14
 from nih_chestxray14.labels import LABELS, NUM_LABELS
+from nih_chestxray14.metadata import TEST_LIST
 from training.arguments import BUILDER_DATASET, DataTrainingArguments
 
 logger = logging.getLogger(__name__)
 
 REQUIRED_SPLITS = ("train", "validation", "test")
-SAMPLE_RELEASE_MARKER = "test_list.txt"
+SAMPLE_RELEASE_MARKER = TEST_LIST
 """A folder holding this file already holds a release; ``--make_sample_release`` leaves it alone."""
 
 
