@@ -36,7 +36,8 @@ from PIL import Image
 
 import nih_chestxray14
 from nih_chestxray14.pixels import check_png
-from nih_chestxray14.sample import archive_name, encode_png, make_release, synthetic_xray
+from nih_chestxray14.archives import archive_name
+from nih_chestxray14.sample import encode_png, make_release, synthetic_xray
 
 CONFIGS = ("default", "resized-256")
 

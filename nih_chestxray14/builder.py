@@ -13,6 +13,7 @@ from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
 import datasets
 
+from .archives import NIH_ARCHIVE_URLS
 from .errors import ImageSourceError, MissingImagesError
 from .metadata import NIH_RELEASE_PAGE, read_release_metadata
 from .pixels import check_png, resize_png
@@ -56,27 +57,11 @@ mined from the radiology reports, on NIH's official patient-wise train_val/test 
 all-zero vector.
 """
 
-# NIH's 12 image archives, in order, as linked from its batch_download_zips.py.
-_URLS = (
-    "https://nihcc.box.com/shared/static/vfk49d74nhbxq3nqjg0900w5nvkorp5c.gz",
-    "https://nihcc.box.com/shared/static/i28rlmbvmfjbl8p2n3ril0pptcmcu9d1.gz",
-    "https://nihcc.box.com/shared/static/f1t00wrtdk94satdfb9olcolqx20z2jp.gz",
-    "https://nihcc.box.com/shared/static/0aowwzs5lhjrceb3qp67ahp0rd1l1etg.gz",
-    "https://nihcc.box.com/shared/static/v5e3goj22zr6h8tzualxfsqlqaygfbsn.gz",
-    "https://nihcc.box.com/shared/static/asi7ikud9jwnkrnkj99jnpfkjdes7l6l.gz",
-    "https://nihcc.box.com/shared/static/jn1b4mw4n6lnh74ovmcjb8y48h8xj07n.gz",
-    "https://nihcc.box.com/shared/static/tvpxmn7qyrgl0w8wfh9kqfjskv6nmm1j.gz",
-    "https://nihcc.box.com/shared/static/upyy3ml7qdumlgk2rfcvlb9k6gvqq2pj.gz",
-    "https://nihcc.box.com/shared/static/l6nilvfa9cg3s28tqv1qc1olm3gnz54p.gz",
-    "https://nihcc.box.com/shared/static/hhq8fkdgvcari67vfhs7ppg2w6ni4jze.gz",
-    "https://nihcc.box.com/shared/static/ioqwiy20ihqwyr8pf4c24eazhh281pbu.gz",
-)
-
 _VERSION = datasets.Version("1.0.0")
 
 _CONFIG_PARAMETERS = ("image_size", "validation_fraction", "allow_missing_images")
 
-_SOURCE_MODULES = ("builder", "errors", "labels", "metadata", "pixels", "schema", "sources", "spill", "splits")
+_SOURCE_MODULES = ("archives", "builder", "errors", "labels", "metadata", "pixels", "schema", "sources", "spill", "splits")
 
 
 def code_hash() -> str:
@@ -182,8 +167,8 @@ class NIHChestXray14(datasets.GeneratorBasedBuilder):
 
         source = locate_images(config.data_dir)
         if source is None:
-            logger.info("%s has no images: downloading NIH's %d archives", config.data_dir, len(_URLS))
-            source = ImageSource("download", archives=tuple(dl_manager.download(list(_URLS))))
+            logger.info("%s has no images: downloading NIH's %d archives", config.data_dir, len(NIH_ARCHIVE_URLS))
+            source = ImageSource("download", archives=tuple(dl_manager.download(list(NIH_ARCHIVE_URLS))))
         self._num_proc = num_proc
         spill_dir = self._spill_dir if source.layout != "extracted" else None
         generators = []

@@ -4,7 +4,7 @@ An archive is streamed into ``<name>.incomplete`` beside its final name and rena
 its SHA-256 is known, matches). So a final name always holds a complete archive, and an interrupted download resumes
 from the bytes already on disk, within one run (``retries``) or on the next run.
 
-NIH's links are the builder's ``_URLS``; this module only fetches them. NIH publishes no checksums, so checksums are
+NIH's links are the ``archives.NIH_ARCHIVE_URLS``; this module only fetches them. NIH publishes no checksums, so checksums are
 known only when the caller passes them (``sha256sum`` format, see :func:`read_checksums`).
 """
 
@@ -24,6 +24,7 @@ from typing import Iterable, Mapping, Optional, Sequence
 
 from tqdm.auto import tqdm
 
+from .archives import NIH_ARCHIVE_URLS, nih_archive_names
 from .errors import NIHChestXray14Error
 
 logger = logging.getLogger(__name__)
@@ -65,15 +66,13 @@ class Archive:
 
 
 def nih_archives(checksums: Optional[Mapping[str, str]] = None) -> list[Archive]:
-    """NIH's 12 image archives, named ``images_001.tar.gz`` … ``images_012.tar.gz``, from the builder's ``_URLS``.
+    """NIH's 12 image archives, named ``images_001.tar.gz`` … ``images_012.tar.gz``, from the ``archives.NIH_ARCHIVE_URLS``.
 
     ``checksums`` maps an archive name to its SHA-256 hex digest.
     """
-    from .builder import _URLS  # the builder owns NIH's links
 
     checksums = checksums or {}
-    names = (f"images_{index:03d}.tar.gz" for index in range(1, len(_URLS) + 1))
-    return [Archive(name, url, checksums.get(name)) for name, url in zip(names, _URLS)]
+    return [Archive(name, url, checksums.get(name)) for name, url in zip(nih_archive_names(), NIH_ARCHIVE_URLS)]
 
 
 def read_checksums(path: os.PathLike) -> dict[str, str]:

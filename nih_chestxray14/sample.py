@@ -32,6 +32,7 @@ from typing import Dict, List, Mapping, Optional, Sequence, Tuple, Union
 import numpy as np
 from PIL import Image
 
+from .archives import archive_name
 from .labels import LABELS, NO_FINDING
 from .metadata import BBOX_CSV_NAMES, TEST_LIST, TRAIN_VAL_LIST
 from .splits import SPLITS, is_validation_patient
@@ -436,11 +437,6 @@ def _chunks(names: Sequence[str], parts: int) -> List[List[str]]:
     parts = max(1, min(parts, len(names)))
     bounds = np.linspace(0, len(names), parts + 1).round().astype(int)
     return [list(names[start:stop]) for start, stop in zip(bounds[:-1], bounds[1:])]
-
-
-def archive_name(index: int, digits: int = 3) -> str:
-    """``archive_name(1)`` → ``"images_001.tar.gz"``; ``digits=2`` gives NIH's download-script name ``images_01.tar.gz``."""
-    return f"images_{index:0{digits}d}.tar.gz"
 
 
 def make_release(

@@ -20,12 +20,12 @@ import re
 from dataclasses import dataclass, field
 from typing import BinaryIO, Container, Dict, Iterable, Iterator, Optional, Tuple
 
+from .archives import ARCHIVE_NAME
 from .errors import ImageSourceError
 from .metadata import BBOX_CSV_NAMES, ENTRY_CSV_NAMES, IMAGE_NAME, TEST_LIST, TRAIN_VAL_LIST
 
 logger = logging.getLogger(__name__)
 
-ARCHIVE_NAME = re.compile(r"^images_(\d{2,3})\.tar\.gz$")
 KAGGLE_FOLDER = re.compile(r"^images_\d{2,3}$")
 
 

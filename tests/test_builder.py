@@ -14,9 +14,9 @@ from PIL import Image
 
 import nih_chestxray14
 from nih_chestxray14 import LABELS, NIHChestXray14
-from nih_chestxray14.builder import _URLS
+from nih_chestxray14.archives import NIH_ARCHIVE_URLS, archive_name
 from nih_chestxray14.errors import MissingMetadataError
-from nih_chestxray14.sample import archive_name, make_release
+from nih_chestxray14.sample import make_release
 from nih_chestxray14.splits import is_validation_patient
 from release_fixtures import (  # noqa: F401  (fixtures)
     archives_release,
@@ -186,7 +186,7 @@ def test_load_without_data_dir_in_an_empty_directory_reaches_the_builder(tmp_pat
 
 def test_metadata_without_images_downloads_nih_archives_through_the_download_manager(tmp_path, monkeypatch):
     release = make_release(tmp_path / "mirror", num_patients=12, images_per_patient=2, image_size=32,
-                           num_archives=len(_URLS))
+                           num_archives=len(NIH_ARCHIVE_URLS))
     data_dir = tmp_path / "metadata-only"
     data_dir.mkdir()
     for path in release.iterdir():
@@ -200,8 +200,8 @@ def test_metadata_without_images_downloads_nih_archives_through_the_download_man
 
     monkeypatch.setattr(datasets.DownloadManager, "download", download)
     ds = build(data_dir, tmp_path / "cache")
-    assert requested == [list(_URLS)]
-    assert len(_URLS) == 12 and all(url.startswith("https://nihcc.box.com/shared/static/") for url in _URLS)
+    assert requested == [list(NIH_ARCHIVE_URLS)]
+    assert len(NIH_ARCHIVE_URLS) == 12 and all(url.startswith("https://nihcc.box.com/shared/static/") for url in NIH_ARCHIVE_URLS)
     assert sum(len(split) for split in ds.values()) == 24
 
 

@@ -93,12 +93,14 @@ def test_bad_input_gets_one_line_naming_it(publish_release, publish_cache, tmp_p
 def test_download_command_reports_each_failing_archive_and_keeps_the_others(tmp_path, monkeypatch, capsys):
     from test_download import ArchiveServer
 
-    import nih_chestxray14.builder
+    import nih_chestxray14.archives
+    import nih_chestxray14.download
 
     server = ArchiveServer({"a.gz": b"first archive", "c.gz": b"third archive"})
     try:
         urls = tuple(f"{server.url}/{name}" for name in ("a.gz", "b.gz", "c.gz"))
-        monkeypatch.setattr(nih_chestxray14.builder, "_URLS", urls)
+        monkeypatch.setattr(nih_chestxray14.archives, "NIH_ARCHIVE_URLS", urls)
+        monkeypatch.setattr(nih_chestxray14.download, "NIH_ARCHIVE_URLS", urls)
         code = main(["download", str(tmp_path), "--retries", "0"])
     finally:
         server.httpd.shutdown()
