@@ -233,14 +233,17 @@ class XrayEvalTransform(_XrayTransform):
 
     def prepare(self, image: Image.Image) -> Tuple[torch.Tensor, PixelPlan]:
         image = to_grayscale(image)
-        width, height = image.size
-        scale = self.geometry.resize_size / min(width, height)
-        side = self.geometry.crop_size / scale  # the crop's side in source pixels
-        left, top = (width - side) / 2, (height - side) / 2
         # One resize of the crop box: antialiased, and with reducing_gap it shrinks 1024-px PNGs fast.
-        square = image.resize(self._size, resample=self.geometry.resample, box=(left, top, left + side, top + side),
+        square = image.resize(self._size, resample=self.geometry.resample, box=self.crop_box(*image.size),
                               reducing_gap=3.0)
         return _uint8_tensor(square), self._plan()
+
+    def crop_box(self, width: int, height: int) -> Tuple[float, float, float, float]:
+        """``(left, top, right, bottom)`` of the square of a ``width`` x ``height`` image that the model sees, in the
+        image's pixels: the centre crop after resizing the shorter edge to ``resize_size``."""
+        side = self.geometry.crop_size * min(width, height) / self.geometry.resize_size  # in source pixels
+        left, top = (width - side) / 2, (height - side) / 2
+        return (left, top, left + side, top + side)
 
 
 class XrayTrainTransform(_XrayTransform):
