@@ -63,6 +63,10 @@ class ModelCardInputs:
     synthetic_data: bool = False
     """The run used a synthetic sample release (``nih_chestxray14.sample``), not NIH's images: the card says so at
     the top, names the dataset as a synthetic sample in the model-index, and lists no Hub dataset."""
+    localization: Mapping[str, Any] = field(default_factory=dict)
+    """What ``training/localize.py`` wrote to ``localization.json`` for the test split (method, per-finding accuracy
+    and false positives at each T(IoBB), the random lung-field baseline, ``figure``); ``{}`` for none. The card then
+    has a "Where the model looks" section."""
 
     def __post_init__(self) -> None:
         if not isinstance(self.model_name, str) or not self.model_name.strip():
@@ -82,7 +86,10 @@ class ModelCardInputs:
             raise ValueError(f"ModelCardInputs.confidence_level must be in (0, 1), got {self.confidence_level!r}")
         for name in ("validation_metrics", "test_metrics"):
             setattr(self, name, _numeric_metrics(name, getattr(self, name)))
-        for caption, path in dict(self.plots).items():
+        figures = dict(self.plots)
+        if self.localization.get("figure"):
+            figures["localization"] = self.localization["figure"]
+        for caption, path in figures.items():
             relative = PurePosixPath(str(path).replace("\\", "/"))
             if relative.is_absolute() or ".." in relative.parts or str(path).startswith("~"):
                 raise ValueError(

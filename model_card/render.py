@@ -108,6 +108,7 @@ def _template_context(inputs: ModelCardInputs) -> Dict[str, Any]:
         num_train_samples=_count(inputs.num_train_samples),
         num_validation_samples=_count(inputs.num_validation_samples),
         num_test_samples=_count(inputs.num_test_samples),
+        localization=_localization(inputs.localization),
     )
 
 
@@ -145,6 +146,30 @@ def _results_rows(inputs: ModelCardInputs) -> List[Dict[str, str]]:
         name = "**Macro average**" if label is None else _cell(label)
         rows.append({"label": name, **cells})
     return rows
+
+
+def _localization(summary: Dict[str, Any]) -> Optional[Dict[str, Any]]:
+    """The "Where the model looks" section's numbers as text: accuracy at each T(IoBB), false positives and the
+    random baseline at the first; ``None`` without a summary."""
+    if not summary or not summary.get("findings"):
+        return None
+    thresholds = [f"{float(value):g}" for value in summary["iobb_thresholds"]]
+    baseline = summary.get("random_lung_field_baseline", {}).get("findings", {})
+
+    def score(scores: Dict[str, Any], threshold: str, key: str = "accuracy") -> str:
+        value = finite(scores.get("by_threshold", {}).get(threshold, {}).get(key))
+        return NOT_AVAILABLE if value is None else f"{value:.2f}"
+
+    rows = [{
+        "finding": _cell(finding),
+        "boxes": f"{int(scores['num_boxes']):,}",
+        "accuracy": [score(scores, threshold) for threshold in thresholds],
+        "false_positives": score(scores, thresholds[0], "average_false_positives"),
+        "baseline": score(baseline.get(finding, {}), thresholds[0]),
+    } for finding, scores in summary["findings"].items()]
+    return {"method": _cell(summary.get("method", "")), "num_images": f"{int(summary['num_images']):,}",
+            "num_boxes": f"{int(summary['num_boxes']):,}", "thresholds": thresholds, "rows": rows,
+            "figure": summary.get("figure")}
 
 
 def _hyperparameter_rows(hyperparameters) -> List[Tuple[str, str]]:

@@ -215,7 +215,7 @@ def _gradient_maps(model, pixel_values: torch.Tensor, labels: torch.Tensor, meth
     with torch.enable_grad():
         if method == "gradient_rollout":
             outputs = model(pixel_values=pixel_values, output_attentions=True)
-            attentions = _global_attentions(model, outputs.attentions)
+            attentions = _global_attentions(model, outputs.attentions, len(pixel_values))
             score = outputs.logits.gather(1, labels[:, None]).sum()
             gradients = torch.autograd.grad(score, attentions)
             with torch.no_grad():
@@ -235,10 +235,12 @@ def _attention_rollout(model, pixel_values: torch.Tensor):
     """Logits ``(N, L)`` and rollout maps ``(N, h, w)``, from one forward pass without gradients."""
     with torch.no_grad():
         outputs = model(pixel_values=pixel_values, output_attentions=True)
-        attentions = _global_attentions(model, outputs.attentions)
+        attentions = _global_attentions(model, outputs.attentions, len(pixel_values))
         row = None
         for attention in reversed(attentions):  # the class token's row of A_L ... A_1, from the top down
-            mixed = 0.5 * attention.float().mean(dim=1) + 0.5 * torch.eye(attention.shape[-1], device=attention.device)
+            # float64: rolled-out attention is close to uniform, and the [0, 1] scaling magnifies rounding
+            mixed = 0.5 * attention.double().mean(dim=1) + 0.5 * torch.eye(attention.shape[-1], dtype=torch.float64,
+                                                                          device=attention.device)
             mixed = mixed / mixed.sum(dim=-1, keepdim=True)
             row = mixed[:, 0] if row is None else torch.bmm(row[:, None], mixed)[:, 0]
         maps = _token_maps(row, *pixel_values.shape[-2:])
@@ -249,7 +251,7 @@ def _gradient_rollout(attentions: Sequence[torch.Tensor], gradients: Sequence[to
     """The class token's row of ``(I + A_bar_L) ... (I + A_bar_1)``, ``(N, T)``, computed from the top down."""
     row = None
     for attention, gradient in zip(reversed(attentions), reversed(gradients)):
-        weighted = (gradient.float() * attention.float()).clamp(min=0).mean(dim=1)  # A_bar: (N, T, T)
+        weighted = (gradient.double() * attention.double()).clamp(min=0).mean(dim=1)  # A_bar: (N, T, T)
         if row is None:
             row = weighted[:, 0].clone()
             row[:, 0] += 1.0
@@ -271,17 +273,17 @@ def _gradcam(features: torch.Tensor, gradient: torch.Tensor, height: int, width:
     return cam.reshape(len(cam), grid_height, grid_width)
 
 
-def _global_attentions(model, attentions) -> Tuple[torch.Tensor, ...]:
+def _global_attentions(model, attentions, batch_size: int) -> Tuple[torch.Tensor, ...]:
     """The attention tensors, checked to be one ``(N, heads, T, T)`` per layer over the whole token sequence."""
     if not attentions:
         raise ValueError(f"{model.config.model_type} returned no attention weights (with eager attention and "
                          "output_attentions=True): use method='gradcam'")
     attentions = tuple(attentions)
-    shapes = {tuple(attention.shape[-2:]) for attention in attentions}
-    if len(shapes) != 1 or attentions[0].shape[-1] != attentions[0].shape[-2] or \
-            any(attention.ndim != 4 for attention in attentions):
-        raise ValueError(f"{model.config.model_type}'s attention is not one global self-attention per layer "
-                         f"(shapes {sorted(shapes)}), so it can't be rolled out: use method='gradcam'")
+    shapes = sorted({tuple(attention.shape) for attention in attentions})
+    first = attentions[0].shape
+    if len(shapes) != 1 or len(first) != 4 or first[0] != batch_size or first[-1] != first[-2]:
+        raise ValueError(f"{model.config.model_type}'s attention is not one global self-attention per layer over "
+                         f"{batch_size} image(s) (shapes {shapes}), so it can't be rolled out: use method='gradcam'")
     return attentions
 
 
@@ -321,12 +323,11 @@ def _token_grid(num_tokens: int, height: int, width: int) -> Tuple[int, int, int
 
 def _scaled(maps: torch.Tensor) -> torch.Tensor:
     """Each ``(h, w)`` map of ``(N, h, w)`` scaled to [0, 1] by its own min and max; constant maps become zeros."""
-    flat = maps.float().reshape(len(maps), -1)
+    flat = maps.reshape(len(maps), -1)
     low = flat.min(dim=1, keepdim=True).values
     span = flat.max(dim=1, keepdim=True).values - low
-    scaled = torch.where(span > 0, (flat - low) / span.clamp(min=torch.finfo(torch.float32).tiny),
-                         torch.zeros_like(flat))
-    return scaled.reshape(maps.shape)
+    scaled = torch.where(span > 0, (flat - low) / span.clamp(min=torch.finfo(flat.dtype).tiny), torch.zeros_like(flat))
+    return scaled.reshape(maps.shape).float()
 
 
 def _to_input_resolution(grids: torch.Tensor, height: int, width: int) -> np.ndarray:
@@ -356,16 +357,27 @@ def heatmap_in_frame(heatmap: np.ndarray, window: Window, frame_size: Tuple[int,
     left, top, right, bottom = (float(value) for value in window)
     if right <= left or bottom <= top:
         raise ValueError(f"the window {window} is empty")
-    frame_width, frame_height = int(frame_size[0]), int(frame_size[1])
-    # grid_sample's coordinates: -1 and 1 are the outer edges of the input heatmap (align_corners=False).
-    xs = (torch.arange(frame_width, dtype=torch.float32) + 0.5 - left) * (2.0 / (right - left)) - 1.0
-    ys = (torch.arange(frame_height, dtype=torch.float32) + 0.5 - top) * (2.0 / (bottom - top)) - 1.0
-    grid = torch.stack(torch.broadcast_tensors(xs[None, :], ys[:, None]), dim=-1)[None]
-    source = torch.as_tensor(np.asarray(heatmap, dtype=np.float32))[None, None]
-    mapped = torch.nn.functional.grid_sample(source, grid, mode="bilinear", padding_mode="border",
-                                             align_corners=False)[0, 0]
-    inside = (xs.abs() <= 1.0)[None, :] & (ys.abs() <= 1.0)[:, None]
-    return torch.where(inside, mapped, torch.zeros(())).clamp(0.0, 1.0).numpy()
+    heatmap = np.asarray(heatmap, dtype=np.float32)
+    # Bilinear resampling is separable: one weight matrix per axis, (frame pixels, input pixels).
+    rows = _bilinear_weights(int(frame_size[1]), top, bottom, heatmap.shape[0])
+    columns = _bilinear_weights(int(frame_size[0]), left, right, heatmap.shape[1])
+    return np.clip(rows @ heatmap @ columns.T, 0.0, 1.0)
+
+
+def _bilinear_weights(frame_pixels: int, start: float, stop: float, input_pixels: int) -> np.ndarray:
+    """``(frame_pixels, input_pixels)`` float32 weights of bilinear resampling (pixel centres at +0.5, edge values
+    held at the borders), with zero rows for frame pixels whose centre lies outside ``[start, stop]``."""
+    centres = np.arange(frame_pixels, dtype=np.float64) + 0.5
+    source = np.clip((centres - start) * (input_pixels / (stop - start)) - 0.5, 0.0, input_pixels - 1)
+    low = np.floor(source).astype(np.int64)
+    high = np.minimum(low + 1, input_pixels - 1)
+    fraction = source - low
+    inside = (centres >= start) & (centres <= stop)
+    weights = np.zeros((frame_pixels, input_pixels), dtype=np.float64)
+    index = np.arange(frame_pixels)
+    np.add.at(weights, (index, low), np.where(inside, 1.0 - fraction, 0.0))
+    np.add.at(weights, (index, high), np.where(inside, fraction, 0.0))
+    return weights.astype(np.float32)
 
 
 def input_window(image_processor, width: int, height: int) -> Window:

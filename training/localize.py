@@ -317,7 +317,8 @@ def _heatmap_archive(path: Optional[Path]) -> Iterator[Optional[zipfile.ZipFile]
     if path is None:
         yield None
         return
-    with atomic_path(path) as partial, zipfile.ZipFile(partial, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+    with atomic_path(path) as partial, zipfile.ZipFile(partial, "w", compression=zipfile.ZIP_DEFLATED,
+                                                             compresslevel=1) as archive:
         yield archive
 
 

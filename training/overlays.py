@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Sequence, Tuple
 
 import numpy as np
+from matplotlib import colormaps
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
@@ -49,7 +50,8 @@ class Overlay:
 def draw_overlays(overlays: Sequence[Overlay], out: Path, *, columns: int = 4, cell_size: int = 256) -> Path:
     """Draw ``overlays`` in a grid (``columns`` wide) and save it atomically as a PNG; return ``out``.
 
-    Expert boxes are solid green, boxes drawn from the heatmap dashed yellow, the heatmap a translucent ``jet`` map.
+    Expert boxes are solid green, boxes drawn from the heatmap dashed yellow, the heatmap a ``jet`` map whose opacity
+    grows with its value (cold regions leave the X-ray visible).
 
     Raises:
         ValueError: if ``overlays`` is empty.
@@ -72,8 +74,7 @@ def draw_overlays(overlays: Sequence[Overlay], out: Path, *, columns: int = 4, c
         width, height = overlay.frame_size
         extent = (0, width, height, 0)  # frame pixels, y down, whatever the arrays' resolution
         axes.imshow(overlay.image, cmap="gray", vmin=0, vmax=255, extent=extent, interpolation="bilinear")
-        axes.imshow(overlay.heatmap, cmap="jet", vmin=0.0, vmax=1.0, alpha=0.35, extent=extent,
-                    interpolation="bilinear")
+        axes.imshow(_translucent(overlay.heatmap), extent=extent, interpolation="bilinear")
         for boxes, colour, style in ((overlay.truths, TRUTH_COLOUR, "-"), (overlay.detected, DETECTED_COLOUR, "--")):
             for x, y, w, h in boxes:
                 axes.add_patch(Rectangle((x, y), w, h, fill=False, edgecolor=colour, linestyle=style, linewidth=1.2))
@@ -86,3 +87,11 @@ def draw_overlays(overlays: Sequence[Overlay], out: Path, *, columns: int = 4, c
     with atomic_path(out) as partial:
         figure.savefig(partial, dpi=_DPI, format="png")
     return out
+
+
+def _translucent(heatmap: np.ndarray) -> np.ndarray:
+    """``(h, w)`` in [0, 1] → ``(h, w, 4)`` RGBA: ``jet`` colours, opacity 0.6 × value."""
+    values = np.clip(np.asarray(heatmap, dtype=np.float32), 0.0, 1.0)
+    rgba = colormaps["jet"](values)
+    rgba[..., 3] = 0.6 * values
+    return rgba

@@ -58,6 +58,7 @@ from training.plots import plot_roc_curves, plot_training_curves  # noqa: E402
 from training.trainer import with_resumable_checkpoints  # noqa: E402
 from training.publish import PushError, push_output_dir, resolve_repo_id  # noqa: E402
 from training.card import hardware_description, hyperparameters, write_card  # noqa: E402
+from training.localize import localize_test_split  # noqa: E402
 
 logger = logging.getLogger(__name__)
 
@@ -133,6 +134,9 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, float]:
     # What gets published: the model folder with plots, ipu_config.json and the model card (main process only)
     if trainer.is_world_process_zero():
         plots = _write_published_folder(trainer, output_dir, image_processor, prediction, ipu_config_name)
+        # Heatmaps scored against the test split's expert boxes, when it has any (NIH's are all in test)
+        localization = localize_test_split(trainer.model, image_processor, dataset["test"], output_dir) \
+            if prediction is not None and ipu_config_name is None else {}
         write_card(
             output_dir,
             model_name=repo_id or output_dir.name,
@@ -145,6 +149,7 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, float]:
             train_metrics=results,
             plots=plots,
             split_sizes={split: len(dataset[split]) for split in dataset},
+            **localization,
         )
         # save_metrics("all", ...) merges into an old all_results.json; this run's results replace it instead.
         trainer.save_metrics("all", results, combined=False)
