@@ -91,13 +91,13 @@ def test_bad_requests_are_refused_with_the_choices(vit, processor):
         explain(vit, processor, xray(), findings=["Effusions"])
     with pytest.raises(ValueError, match="one of attention_rollout"):
         explain(vit, processor, xray(), method="saliency")
-    with pytest.raises(ValueError, match="is a CNN: use 'gradcam'"):
+    with pytest.raises(ValueError, match="resnet has not: use 'gradcam'"):
         resolve_method(tiny_resnet(), "attention_rollout")
 
 
 def test_auto_is_the_measured_default_of_the_models_kind(vit):
-    assert resolve_method(vit) == DEFAULT_METHODS["transformer"] == "gradient_rollout"
-    assert resolve_method(tiny_resnet()) == DEFAULT_METHODS["cnn"] == "gradcam"
+    assert resolve_method(vit) == DEFAULT_METHODS["vit"] == "gradient_rollout"
+    assert resolve_method(tiny_resnet()) == DEFAULT_METHODS["other"] == "gradcam"
 
 
 def test_heatmaps_leave_the_models_mode_and_gradients_alone(processor):
@@ -189,9 +189,10 @@ def test_windowed_attention_is_refused_for_rollout_but_gradcam_works():
     config = SwinConfig(image_size=32, patch_size=4, embed_dim=16, depths=[1, 1], num_heads=[2, 2], window_size=4,
                         **label_settings())
     model = SwinForImageClassification(config).eval()
-    with pytest.raises(ValueError, match="can't be rolled out: use method='gradcam'"):
+    with pytest.raises(ValueError, match="swin has not: use 'gradcam'"):
         class_heatmaps(model, torch.randn(1, 3, 32, 32), [[0]], "attention_rollout")
-    maps = class_heatmaps(model, torch.randn(1, 3, 32, 32), [[0]], "gradcam").heatmaps[0]
+    assert resolve_method(model) == "gradcam"
+    maps = class_heatmaps(model, torch.randn(1, 3, 32, 32), [[0]], "auto").heatmaps[0]
     assert maps.shape == (1, 32, 32) and 0.5 < maps.max() <= 1.0
 
 
@@ -225,3 +226,20 @@ def test_heatmap_in_frame_is_exact_on_its_own_grid_and_zero_outside_the_window()
     assert not framed[:, :4].any() and not framed[:, 10:].any()
     with pytest.raises(ValueError, match="empty"):
         heatmap_in_frame(heatmap, (4, 0, 4, 8), (14, 8))
+
+
+def test_the_module_imports_only_what_a_space_has():
+    """Inference code ships a copy of training/heatmaps.py: it may import NumPy, torch, PIL, transformers and the
+    standard library, and nothing of this project."""
+    import ast
+    import sys
+    from pathlib import Path
+
+    import training.heatmaps
+
+    tree = ast.parse(Path(training.heatmaps.__file__).read_text())
+    imported = {alias.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import)
+                for alias in node.names}
+    imported |= {node.module.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
+    third_party = imported - set(sys.stdlib_module_names) - {"__future__"}
+    assert third_party <= {"numpy", "torch", "PIL", "transformers"}, third_party

@@ -24,15 +24,15 @@ Methods (:data:`METHODS`):
   the output of the last stage; for ViTs the tokens entering the last block (the last block's output patch tokens
   do not reach a class-token classifier). Channels are weighted by their gradient averaged over positions, summed,
   and negative values cut to 0.
-- ``"auto"``: :data:`DEFAULT_METHODS` for the model's kind, chosen by measured localization on synthetic releases
-  with known boxes (the project README gives the figures).
+- ``"auto"``: :data:`DEFAULT_METHODS` for the model's kind (:func:`model_kind`), chosen by measured localization on
+  synthetic releases with known boxes (the project README gives the figures).
 
 Each map is scaled to [0, 1] by its own minimum and maximum (a constant map becomes all zeros), then upsampled
 bilinearly from the token or feature grid to the input resolution.
 
-Attention weights are returned only by transformers' eager attention: the attention methods switch the model to it
-with ``model.set_attn_implementation("eager")`` and leave it so (``model.set_attn_implementation("sdpa")`` switches
-back). Probabilities do not change. Gradients are taken with ``torch.autograd.grad`` on intermediate outputs, so the
+Attention weights are returned only by transformers' eager attention: when a model's kernel returns none, the
+attention methods switch it with ``model.set_attn_implementation("eager")`` and leave it so
+(``model.set_attn_implementation("sdpa")`` switches back). Probabilities do not change. Gradients are taken with ``torch.autograd.grad`` on intermediate outputs, so the
 parameters' ``.grad`` are left alone; the model runs in eval mode and its training mode is restored afterwards.
 
 This file imports only NumPy, torch, PIL and transformers, so that inference code can ship a copy of it.
@@ -52,9 +52,9 @@ from PIL import Image
 METHODS: Tuple[str, ...] = ("attention_rollout", "gradient_rollout", "gradcam")
 """The heatmap methods; ``"auto"`` picks one of them by the model's kind."""
 
-DEFAULT_METHODS: Dict[str, str] = {"transformer": "gradient_rollout", "cnn": "gradcam"}
+DEFAULT_METHODS: Dict[str, str] = {"vit": "gradient_rollout", "other": "gradcam"}
 """What ``method="auto"`` means for each model kind (see :func:`model_kind`). For ViTs, gradient-weighted rollout
-localized best on the synthetic releases (README, "Where the model looks"); CNNs have only Grad-CAM."""
+localized best on the synthetic releases (README, "Where the model looks"); the others have only Grad-CAM."""
 
 _ATTENTION_METHODS = ("attention_rollout", "gradient_rollout")
 
@@ -90,23 +90,27 @@ class HeatmapBatch:
 
 
 def model_kind(model) -> str:
-    """``"transformer"`` for models whose config has a ``patch_size`` (ViT, DeiT, BEiT, Swin, ...), else ``"cnn"``."""
-    return "transformer" if getattr(model.config, "patch_size", None) is not None else "cnn"
+    """``"vit"`` for transformers with global self-attention over patch tokens (a config with ``patch_size`` and no
+    ``window_size``: ViT, DeiT, BEiT, DINOv2, ...); ``"other"`` for CNNs (ResNet, ConvNeXt, ...) and windowed
+    transformers (Swin), whose attention can't be rolled out."""
+    config = model.config
+    windowed = getattr(config, "window_size", None) is not None
+    return "vit" if getattr(config, "patch_size", None) is not None and not windowed else "other"
 
 
 def resolve_method(model, method: str = "auto") -> str:
     """``method``, with ``"auto"`` replaced by :data:`DEFAULT_METHODS` of the model's kind.
 
     Raises:
-        ValueError: for an unknown method, or an attention method on a CNN.
+        ValueError: for an unknown method, or an attention method on a model without global self-attention.
     """
     if method == "auto":
         return DEFAULT_METHODS[model_kind(model)]
     if method not in METHODS:
         raise ValueError(f"method must be 'auto' or one of {', '.join(METHODS)}, got {method!r}")
-    if method in _ATTENTION_METHODS and model_kind(model) == "cnn":
-        raise ValueError(f"method {method!r} needs a transformer's attention; {model.config.model_type} is a CNN: use "
-                         "'gradcam'")
+    if method in _ATTENTION_METHODS and model_kind(model) != "vit":
+        raise ValueError(f"method {method!r} needs global self-attention over patch tokens, which "
+                         f"{model.config.model_type} has not: use 'gradcam'")
     return method
 
 
@@ -166,55 +170,48 @@ def class_heatmaps(model, pixel_values: torch.Tensor, targets: Sequence[Sequence
     num_labels = int(model.config.num_labels)
     if any(not 0 <= int(label) < num_labels for labels in targets for label in labels):
         raise ValueError(f"label indices must be in [0, {num_labels}), got {[list(labels) for labels in targets]}")
-    if method in _ATTENTION_METHODS:
-        model.set_attn_implementation("eager")
     parameter = next(model.parameters())
     pixel_values = pixel_values.to(device=parameter.device, dtype=parameter.dtype)
     height, width = pixel_values.shape[-2:]
+    counts = [len(labels) for labels in targets]
     with _eval_mode(model):
         if method == "attention_rollout":
             logits, maps = _attention_rollout(model, pixel_values)
-            grids = [maps[index:index + 1].expand(len(labels), -1, -1) for index, labels in enumerate(targets)]
+            per_image = _to_input_resolution(maps, height, width)
+            heatmaps = [np.repeat(per_image[index:index + 1], count, axis=0) for index, count in enumerate(counts)]
         else:
-            logits, grids = _per_pair(model, pixel_values, targets, method, chunk_size)
+            logits, maps = _per_pair(model, pixel_values, targets, method, chunk_size)
+            heatmaps = np.split(_to_input_resolution(maps, height, width), np.cumsum(counts)[:-1])
     probabilities = torch.sigmoid(logits.float()).cpu().numpy()
-    heatmaps = [_to_input_resolution(grid, height, width) for grid in grids]
-    return HeatmapBatch(probabilities=probabilities, heatmaps=heatmaps)
+    return HeatmapBatch(probabilities=probabilities, heatmaps=list(heatmaps))
 
 
 def _per_pair(model, pixel_values: torch.Tensor, targets: Sequence[Sequence[int]], method: str, chunk_size: int):
-    """Logits ``(N, L)`` and, per image, ``(K_i, h, w)`` grids from one row per (image, label) pair."""
+    """Logits ``(N, L)`` and ``(pairs, h, w)`` maps, one row per (image, label) pair in the order of ``targets``."""
     pairs = [(image, int(label)) for image, labels in enumerate(targets) for label in labels]
     logits = torch.empty((len(pixel_values), int(model.config.num_labels)), dtype=torch.float32)
-    pair_maps: List[torch.Tensor] = []
+    maps: List[torch.Tensor] = []
     for start in range(0, len(pairs), max(1, chunk_size)):
         chunk = pairs[start:start + chunk_size]
         rows = torch.tensor([image for image, _ in chunk], device=pixel_values.device)
         labels = torch.tensor([label for _, label in chunk], device=pixel_values.device)
-        chunk_logits, maps = _gradient_maps(model, pixel_values[rows], labels, method)
+        chunk_logits, chunk_maps = _gradient_maps(model, pixel_values[rows], labels, method)
         logits[rows.cpu()] = chunk_logits.float().cpu()
-        pair_maps.extend(maps)
+        maps.append(chunk_maps)
     unexplained = [image for image, labels in enumerate(targets) if not labels]
     if unexplained:
         with torch.no_grad():
             rows = torch.tensor(unexplained, device=pixel_values.device)
             logits[rows.cpu()] = model(pixel_values=pixel_values[rows]).logits.float().cpu()
-    grids, position = [], 0
-    for labels in targets:
-        if labels:
-            grids.append(torch.stack(pair_maps[position:position + len(labels)]))
-        else:
-            grids.append(torch.zeros((0, 1, 1)))
-        position += len(labels)
-    return logits, grids
+    return logits, (torch.cat(maps) if maps else torch.zeros((0, 1, 1)))
 
 
 def _gradient_maps(model, pixel_values: torch.Tensor, labels: torch.Tensor, method: str):
-    """One forward and one backward pass over rows that each explain their own label: logits and ``(h, w)`` maps."""
+    """One forward and one backward pass over rows that each explain their own label: logits and ``(n, h, w)`` maps."""
     height, width = pixel_values.shape[-2:]
     with torch.enable_grad():
         if method == "gradient_rollout":
-            outputs = model(pixel_values=pixel_values, output_attentions=True)
+            outputs = _with_attentions(model, pixel_values)
             attentions = _global_attentions(model, outputs.attentions, len(pixel_values))
             score = outputs.logits.gather(1, labels[:, None]).sum()
             gradients = torch.autograd.grad(score, attentions)
@@ -228,13 +225,13 @@ def _gradient_maps(model, pixel_values: torch.Tensor, labels: torch.Tensor, meth
             (gradient,) = torch.autograd.grad(score, features)
             with torch.no_grad():
                 maps = _gradcam(features, gradient, height, width)
-    return outputs.logits.detach(), list(_scaled(maps))
+    return outputs.logits.detach(), _scaled(maps)
 
 
 def _attention_rollout(model, pixel_values: torch.Tensor):
     """Logits ``(N, L)`` and rollout maps ``(N, h, w)``, from one forward pass without gradients."""
     with torch.no_grad():
-        outputs = model(pixel_values=pixel_values, output_attentions=True)
+        outputs = _with_attentions(model, pixel_values)
         attentions = _global_attentions(model, outputs.attentions, len(pixel_values))
         row = None
         for attention in reversed(attentions):  # the class token's row of A_L ... A_1, from the top down
@@ -245,6 +242,16 @@ def _attention_rollout(model, pixel_values: torch.Tensor):
             row = mixed[:, 0] if row is None else torch.bmm(row[:, None], mixed)[:, 0]
         maps = _token_maps(row, *pixel_values.shape[-2:])
     return outputs.logits, _scaled(maps)
+
+
+def _with_attentions(model, pixel_values: torch.Tensor):
+    """The model's outputs with attention weights; a model whose attention kernel returns none (SDPA, flash) is
+    switched to eager attention, the one kernel that does, and run again."""
+    outputs = model(pixel_values=pixel_values, output_attentions=True)
+    if not outputs.attentions:
+        model.set_attn_implementation("eager")
+        outputs = model(pixel_values=pixel_values, output_attentions=True)
+    return outputs
 
 
 def _gradient_rollout(attentions: Sequence[torch.Tensor], gradients: Sequence[torch.Tensor]) -> torch.Tensor:
@@ -331,7 +338,7 @@ def _scaled(maps: torch.Tensor) -> torch.Tensor:
 
 
 def _to_input_resolution(grids: torch.Tensor, height: int, width: int) -> np.ndarray:
-    """``(K, h, w)`` grids → float32 ``(K, height, width)`` by bilinear upsampling, clipped to [0, 1]."""
+    """``(K, h, w)`` grids → float32 ``(K, height, width)`` by bilinear upsampling (one call), clipped to [0, 1]."""
     if len(grids) == 0:
         return np.zeros((0, height, width), dtype=np.float32)
     upsampled = torch.nn.functional.interpolate(grids[:, None].float(), size=(int(height), int(width)),
@@ -436,9 +443,11 @@ def _size_fields(size) -> Dict[str, int]:
 @contextlib.contextmanager
 def _eval_mode(model) -> Iterator[None]:
     """Run ``model`` in eval mode (no dropout), then restore its training mode."""
-    was_training = model.training
+    if not model.training:
+        yield
+        return
     model.eval()
     try:
         yield
     finally:
-        model.train(was_training)
+        model.train()

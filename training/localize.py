@@ -80,7 +80,7 @@ class LocalizationArguments:
     )
     method: str = field(
         default="auto",
-        metadata={"help": "Heatmap method: 'auto' (gradient_rollout for ViTs, gradcam for CNNs), "
+        metadata={"help": "Heatmap method: 'auto' (gradient_rollout for ViTs, gradcam for CNNs and Swin), "
                           "'attention_rollout', 'gradient_rollout' or 'gradcam'.", "choices": ("auto", *METHODS)},
     )
     split: str = field(default="test", metadata={"help": "Split whose boxed images are scored.",
@@ -159,7 +159,7 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
 
 
 def load_classifier(name: str, method: str = "auto", cache_dir: Optional[str] = None):
-    """The model (eval mode, eager attention when the method reads attention) and its image processor.
+    """The model, in eval mode, and its image processor.
 
     Raises:
         ValueError: naming ``name`` if it can't be loaded, has no safetensors weights, or is no image classifier.
@@ -182,14 +182,18 @@ def localize_test_split(model, image_processor, test_dataset: datasets.Dataset, 
 
     Writes ``localization.json`` and ``localization.png`` into ``output_dir`` (not the heatmaps, which would bloat a
     published model folder). Returns ``{"localization": <what localization.json holds>}``, or ``{}`` when the split
-    has no boxes or its boxes name no label of the model.
+    has no boxes, its boxes name no label of the model, or the heatmaps can't be made (logged as a warning).
     """
     names = _box_finding_names(test_dataset)
     labels = set(model.config.label2id)
     if not any(name in labels for name in names):
         return {}
-    summary = localize(model, image_processor, test_dataset, Path(output_dir), method=method, write_heatmaps=False,
-                       description={"split": "test"})
+    try:
+        summary = localize(model, image_processor, test_dataset, Path(output_dir), method=method,
+                           write_heatmaps=False, description={"split": "test"})
+    except ValueError as error:  # the trained model is saved already; a card without this section beats no card
+        logger.warning("the model card gets no localization section: %s", error)
+        return {}
     return {} if summary is None else {"localization": summary}
 
 
@@ -199,7 +203,8 @@ def localize(model, image_processor, split: datasets.Dataset, output_dir: Path, 
     """Heatmaps for the boxed findings of every boxed image of ``split``, scored; ``None`` if it has no boxes.
 
     Writes ``heatmaps.npz`` (with ``write_heatmaps``), ``localization.json`` and ``localization.png`` into
-    ``output_dir``, each atomically, and returns the content of ``localization.json``.
+    ``output_dir``, each atomically, and returns the content of ``localization.json``. The attention methods switch
+    ``model`` to eager attention (see ``training/heatmaps.py``).
 
     Raises:
         ValueError: if a boxed finding is not a label of the model.
@@ -208,6 +213,8 @@ def localize(model, image_processor, split: datasets.Dataset, output_dir: Path, 
     boxed = _boxed_images(split)
     if boxed is None:
         return None
+    if method in ("attention_rollout", "gradient_rollout"):
+        model.set_attn_implementation("eager")  # the one attention kernel that returns its weights
     names = _box_finding_names(split)
     missing = sorted(set(names) - set(model.config.label2id))
     if missing:
@@ -224,10 +231,7 @@ def localize(model, image_processor, split: datasets.Dataset, output_dir: Path, 
             batch = boxed[start:start + batch_size]
             images = [to_grayscale(image) for image in batch["image"]]
             targets = [_findings_of(boxes, names) for boxes in batch["bboxes"]]
-            prepared = transform({"image": images})
-            pixel_values = collate_multilabel([{"pixel_values": pixels, "pixel_plan": plan} for pixels, plan in
-                                               zip(prepared["pixel_values"], prepared["pixel_plan"])])["pixel_values"]
-            result = class_heatmaps(model, pixel_values,
+            result = class_heatmaps(model, _pixel_values(transform, images),
                                     [[model.config.label2id[name] for name in findings] for findings in targets],
                                     method)
             for index, (image, image_id, boxes, findings) in enumerate(zip(images, batch["image_id"], batch["bboxes"],
@@ -255,13 +259,25 @@ def localize(model, image_processor, split: datasets.Dataset, output_dir: Path, 
         "heatmap_levels": list(HEATMAP_LEVELS),
         "connectivity": 8,
         "iobb_thresholds": list(IOBB_THRESHOLDS),
-        "findings": tally.summary(),
-        "random_lung_field_baseline": {"seed": seed, "findings": baseline.summary()},
+        "findings": _in_order(tally.summary(), names),
+        "random_lung_field_baseline": {"seed": seed, "findings": _in_order(baseline.summary(), names)},
     }
     atomic_write(output_dir / SUMMARY_FILE, json.dumps(summary, indent=2) + "\n")
     draw_overlays(overlays, output_dir / FIGURE_FILE)
     summary["figure"] = FIGURE_FILE
     return summary
+
+
+def _pixel_values(transform: XrayEvalTransform, images: Sequence[Image.Image]):
+    """The model's input for ``images``, exactly as the recipe evaluates them: float32 ``(N, 3, H, W)``."""
+    prepared = transform({"image": images})
+    examples = [{"pixel_values": pixels, "pixel_plan": plan}
+                for pixels, plan in zip(prepared["pixel_values"], prepared["pixel_plan"])]
+    return collate_multilabel(examples)["pixel_values"]
+
+
+def _in_order(per_finding: Dict[str, Any], names: Sequence[str]) -> Dict[str, Any]:
+    return {name: per_finding[name] for name in names if name in per_finding}
 
 
 def _boxed_images(split: datasets.Dataset) -> Optional[datasets.Dataset]:
