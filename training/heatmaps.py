@@ -32,10 +32,12 @@ bilinearly from the token or feature grid to the input resolution.
 
 Attention weights are returned only by transformers' eager attention: when a model's kernel returns none, the
 attention methods switch it with ``model.set_attn_implementation("eager")`` and leave it so
-(``model.set_attn_implementation("sdpa")`` switches back). Probabilities do not change. Gradients are taken with ``torch.autograd.grad`` on intermediate outputs, so the
-parameters' ``.grad`` are left alone; the model runs in eval mode and its training mode is restored afterwards.
+(``model.set_attn_implementation("sdpa")`` switches back). Probabilities do not change. Gradients are taken with
+``torch.autograd.grad`` on intermediate outputs, so the parameters' ``.grad`` are left alone; the model runs in eval
+mode and its training mode is restored afterwards.
 
-This file imports only NumPy, torch, PIL and transformers, so that inference code can ship a copy of it.
+This file imports only NumPy, torch and PIL (and takes transformers' models and image processors), so that inference
+code such as a demo Space can ship a copy of it.
 """
 
 from __future__ import annotations
