@@ -168,10 +168,10 @@ def small_ipu_config() -> IPUConfig:
 
 
 def make_trainer(tmp_path, **arguments) -> IPUTrainer:
+    arguments.setdefault("dataloader_drop_last", True)
     args = IPUTrainingArguments(
         output_dir=str(tmp_path / "out"), per_device_train_batch_size=2, per_device_eval_batch_size=2,
-        remove_unused_columns=False, dataloader_mode="async_rebatched", dataloader_drop_last=True,
-        dataloader_pin_memory=False, do_train=True,
+        remove_unused_columns=False, dataloader_mode="async_rebatched", dataloader_pin_memory=False, do_train=True,
         do_eval=True, learning_rate=2e-4, lr_scheduler_type="cosine", warmup_ratio=0.25, report_to="none",
         **arguments,
     )
@@ -214,6 +214,15 @@ def test_evaluation_stops_where_poptorch_would_compile_for_the_ipu(tmp_path):
     trainer = make_trainer(tmp_path)
     with pytest.raises(poptorch.NoIPUError, match=r"no IPU here: poptorch\.inferenceModel"):
         trainer.evaluate()
+
+
+def test_evaluation_needs_a_split_that_fills_whole_device_steps(tmp_path):
+    # One inference step takes per_device_eval_batch_size x inference_device_iterations x replicas = 2 x 4 x 1 images.
+    # Without drop_last a split of 20 is refused; with it, the last 4 images would not be scored at all.
+    trainer = make_trainer(tmp_path, dataloader_drop_last=False)
+    assert len(trainer.get_eval_dataloader(XrayBatches(16))) == 2
+    with pytest.raises(AssertionError, match=r"\(20\) is not divisible by the number of elements processed per step \(8\)"):
+        trainer.get_eval_dataloader(XrayBatches(20))
 
 
 def test_the_stand_in_refuses_every_way_onto_the_device():

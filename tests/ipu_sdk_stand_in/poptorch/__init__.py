@@ -244,8 +244,9 @@ class DataLoader(torch.utils.data.DataLoader):
     """``poptorch.DataLoader``: a torch ``DataLoader`` whose batches hold what one device step consumes.
 
     A batch is ``batch_size * device_iterations * replication_factor * gradient_accumulation`` examples, and an
-    incomplete last batch is dropped by default, as with poptorch. The asynchronous modes are accepted and recorded
-    in ``mode``; the stand-in always loads synchronously.
+    incomplete last batch is dropped by default. As in poptorch, ``drop_last=False`` is refused (``AssertionError``)
+    for a dataset whose length is not a multiple of that, since a device step has a fixed batch size. The asynchronous
+    modes are accepted and recorded in ``mode``; the stand-in always loads synchronously.
     """
 
     def __init__(
@@ -271,6 +272,12 @@ class DataLoader(torch.utils.data.DataLoader):
         self._combined_batch_size = (
             batch_size * options.device_iterations * options.replication_factor * options.Training.gradient_accumulation
         )
+        if not drop_last and not isinstance(dataset, torch.utils.data.IterableDataset):
+            if len(dataset) % self._combined_batch_size:
+                raise AssertionError(
+                    f"The number of elements in the dataset ({len(dataset)}) is not divisible by the number of "
+                    f"elements processed per step ({self._combined_batch_size}) and drop_last=False."
+                )
         if persistent_workers is None:
             persistent_workers = num_workers > 0
         super().__init__(
