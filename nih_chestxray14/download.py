@@ -1,41 +1,56 @@
-"""Download NIH's image archives: resumable over HTTP Range, checked, with a progress bar per archive.
+"""Download NIH's image archives: resumable over HTTP Range, bounded in time, and checked before they get their names.
 
-An archive is streamed into ``<name>.incomplete`` beside its final name and renamed only once it is whole (and, where
-its SHA-256 is known, matches). So a final name always holds a complete archive, and an interrupted download resumes
-from the bytes already on disk, within one run (``retries``) or on the next run.
+An archive is streamed into ``<name>.incomplete`` beside its final name. It is renamed only once it has been read in
+full and found sound (:func:`check_archive`): a gzip stream that ends where it should, with its CRC; a tar archive
+that reads to its end; the digest, where one is known (NIH's MD5s are, see ``archives.NIH_ARCHIVE_MD5``); the number
+of PNGs, where it is known. So a final name always holds a checked archive. An interrupted download resumes from the
+bytes already on disk, within one run (``retries``) or on the next run; a file that cannot be an archive (an HTML
+error page served with status 200, a cut or altered archive) is deleted, never resumed.
 
-NIH's links are the ``archives.NIH_ARCHIVE_URLS``; this module only fetches them. NIH publishes no checksums, so checksums are
-known only when the caller passes them (``sha256sum`` format, see :func:`read_checksums`).
+Time is bounded twice: ``timeout`` is how long one connection may wait for data, and ``deadline`` is how long one
+archive may take in all, retries included, however slowly a server sends.
 """
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import http.client
 import logging
 import os
 import re
 import socket
+import ssl
+import tarfile
+import threading
+import time
 import urllib.error
 import urllib.request
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Mapping, Optional, Sequence
+from typing import BinaryIO, Iterable, Mapping, Optional, Sequence
 
 from tqdm.auto import tqdm
 
-from .archives import NIH_ARCHIVE_URLS, nih_archive_names
+from . import archives as nih
 from .errors import NIHChestXray14Error
 
 logger = logging.getLogger(__name__)
 
 INCOMPLETE_SUFFIX = ".incomplete"
+DEFAULT_TIMEOUT = 60.0
+"""Seconds one connection may wait for data before it counts as dropped."""
+DEFAULT_DEADLINE = 6 * 3600.0
+"""Seconds one archive may take in all, retries included."""
+
+GZIP_MAGIC = b"\x1f\x8b"
 _CHUNK = 1 << 20
-_TRANSIENT = (http.client.IncompleteRead, ConnectionError, socket.timeout, TimeoutError, urllib.error.URLError)
+_DIGEST_LENGTHS = {64: "sha256", 32: "md5"}
 
 
 class DownloadError(NIHChestXray14Error, RuntimeError):
-    """One archive could not be downloaded; the message names the archive, the URL and what to do."""
+    """One archive could not be downloaded; the message names the archive and says what to do."""
 
     def __init__(self, archive: "Archive", reason: str):
         super().__init__(f"{archive.name}: {reason}")
@@ -44,39 +59,63 @@ class DownloadError(NIHChestXray14Error, RuntimeError):
 
 
 class ChecksumMismatchError(DownloadError):
-    """An archive arrived whole but its SHA-256 differs from the known one; the partial file has been deleted."""
+    """An archive arrived whole but its digest differs from the known one; the download has been deleted."""
+
+
+class InvalidArchiveError(DownloadError):
+    """What arrived is not a sound ``.tar.gz`` (an HTML page, a cut or altered archive); it has been deleted."""
 
 
 class DownloadsFailedError(NIHChestXray14Error, RuntimeError):
-    """Some archives failed; ``errors`` holds one :class:`DownloadError` per failing archive."""
+    """Some archives failed; ``errors`` holds one :class:`DownloadError` per failing archive, ``paths`` the others."""
 
-    def __init__(self, errors: Sequence[DownloadError], total: int):
+    def __init__(self, errors: Sequence[DownloadError], total: int, paths: Sequence[Path] = ()):
         self.errors = list(errors)
+        self.paths = list(paths)
         lines = "\n".join(f"  {error}" for error in self.errors)
         super().__init__(f"{len(self.errors)} of {total} archives failed:\n{lines}")
 
 
 @dataclass(frozen=True)
 class Archive:
-    """One file to fetch: its final ``name`` in the target folder, its ``url`` and, when known, its ``sha256``."""
+    """One file to fetch: its final ``name`` in the target folder and its ``url``; when known, its ``sha256`` or
+    ``md5`` hex digest and ``members``, the number of PNGs it holds."""
 
     name: str
     url: str
     sha256: Optional[str] = None
+    md5: Optional[str] = None
+    members: Optional[int] = None
+
+    @property
+    def digest(self) -> Optional[tuple[str, str]]:
+        """``(algorithm, hex digest)`` to check the archive against, or None: SHA-256 when known, else MD5."""
+        if self.sha256:
+            return "sha256", self.sha256.lower()
+        if self.md5:
+            return "md5", self.md5.lower()
+        return None
 
 
 def nih_archives(checksums: Optional[Mapping[str, str]] = None) -> list[Archive]:
-    """NIH's 12 image archives, named ``images_001.tar.gz`` … ``images_012.tar.gz``, from the ``archives.NIH_ARCHIVE_URLS``.
+    """NIH's 12 image archives, ``images_001.tar.gz`` … ``images_012.tar.gz``, with NIH's MD5s and PNG counts.
 
-    ``checksums`` maps an archive name to its SHA-256 hex digest.
+    ``checksums`` maps an archive name to a SHA-256 (64 hex digits) or MD5 (32) digest that replaces NIH's MD5.
     """
-
     checksums = checksums or {}
-    return [Archive(name, url, checksums.get(name)) for name, url in zip(nih_archive_names(), NIH_ARCHIVE_URLS)]
+    found = []
+    for name, url, md5, members in zip(nih.nih_archive_names(), nih.NIH_ARCHIVE_URLS, nih.NIH_ARCHIVE_MD5,
+                                       nih.NIH_ARCHIVE_MEMBERS):
+        given = checksums.get(name)
+        if given is not None and _DIGEST_LENGTHS[len(given)] == "sha256":
+            found.append(Archive(name, url, sha256=given, members=members))
+        else:
+            found.append(Archive(name, url, md5=given or md5, members=members))
+    return found
 
 
 def read_checksums(path: os.PathLike) -> dict[str, str]:
-    """Read a ``sha256sum``-style file (``<64 hex digits>  <name>`` per line) into ``{name: digest}``.
+    """Read a ``sha256sum`` or ``md5sum`` file (``<hex digest>  <name>`` per line) into ``{name: digest}``.
 
     Raises ValueError naming the file and line for a line in any other shape.
     """
@@ -84,62 +123,52 @@ def read_checksums(path: os.PathLike) -> dict[str, str]:
     for number, line in enumerate(Path(path).read_text().splitlines(), start=1):
         if not line.strip() or line.lstrip().startswith("#"):
             continue
-        match = re.fullmatch(r"\s*([0-9a-fA-F]{64})\s+\*?(\S.*?)\s*", line)
+        match = re.fullmatch(r"\s*([0-9a-fA-F]{64}|[0-9a-fA-F]{32})\s+\*?(\S.*?)\s*", line)
         if match is None:
-            raise ValueError(f"{path}, line {number}: expected '<sha256 hex>  <archive name>', got {line!r}")
+            raise ValueError(f"{path}, line {number}: expected '<sha256 or md5 hex>  <archive name>', got {line!r}")
         checksums[Path(match.group(2)).name] = match.group(1).lower()
     return checksums
 
 
-def download_archive(archive: Archive, target_dir: os.PathLike, *, retries: int = 3, timeout: float = 60.0,
-                     progress: Optional[bool] = None) -> Path:
-    """Fetch one archive into ``target_dir`` and return its final path.
+def download_archive(archive: Archive, target_dir: os.PathLike, *, retries: int = 3, timeout: float = DEFAULT_TIMEOUT,
+                     deadline: Optional[float] = DEFAULT_DEADLINE, progress: Optional[bool] = None) -> Path:
+    """Fetch one archive into ``target_dir``, check it, and return its final path.
 
-    An archive already under its final name is kept (after a checksum check when its SHA-256 is known). Bytes left
+    An archive already under its final name is kept (after a digest check when its digest is known). Bytes left
     in ``<name>.incomplete`` by an earlier attempt are resumed with an HTTP Range request; a dropped connection is
-    resumed up to ``retries`` times.
+    resumed up to ``retries`` times. ``timeout``: seconds a connection may wait for data; ``deadline``: seconds the
+    whole archive may take, retries included (None: no limit).
 
     Raises:
-        ChecksumMismatchError: the whole file's SHA-256 differs from ``archive.sha256`` (the partial is deleted).
-        DownloadError: any other failure (HTTP error, size mismatch, connection lost more than ``retries`` times);
-            the bytes fetched so far stay in ``<name>.incomplete`` for the next run.
+        ChecksumMismatchError: the digest differs from the known one (the download is deleted).
+        InvalidArchiveError: not a ``.tar.gz``, cut short, or not the PNGs expected (the download is deleted).
+        DownloadError: any other failure (HTTP error, connection lost more than ``retries`` times, past the
+            deadline); the bytes fetched so far stay in ``<name>.incomplete`` for the next run.
     """
     target_dir = Path(target_dir)
     final = target_dir / archive.name
     partial = target_dir / (archive.name + INCOMPLETE_SUFFIX)
     if final.exists():
-        if archive.sha256 is not None and _sha256_of(final) != archive.sha256.lower():
-            raise ChecksumMismatchError(
-                archive, f"{final} exists but its SHA-256 is not {archive.sha256}; delete it and run again")
+        _check_digest_of_final(archive, final)
         logger.info("%s already downloaded", final)
         return final
     target_dir.mkdir(parents=True, exist_ok=True)
+    if partial.exists() and not GZIP_MAGIC.startswith(_head(partial)):
+        logger.info("%s does not start like a gzip file: fetching it afresh", partial)
+        partial.unlink()
 
-    attempt = 0
-    while True:
-        try:
-            total = _fetch_into(archive, partial, timeout=timeout, progress=progress)
-            break
-        except _TRANSIENT as err:
-            attempt += 1
-            if attempt > retries:
-                raise DownloadError(
-                    archive, f"connection failed ({_describe(err)}) after {retries} retries; "
-                             f"{_size(partial)} bytes kept in {partial.name}, run again to resume") from err
-            logger.warning("%s: connection lost (%s); resuming from byte %d",
-                           archive.name, _describe(err), _size(partial))
-
+    with _Deadline(deadline) as clock:
+        total = _fetch_with_retries(archive, partial, clock, retries=retries, timeout=timeout, progress=progress)
     size = _size(partial)
     if total is not None and size != total:
         partial.unlink()
         raise DownloadError(archive, f"got {size} bytes but the server announced {total}; the download was deleted, "
                                      "run again to fetch it afresh")
-    if archive.sha256 is not None:
-        digest = _sha256_of(partial)
-        if digest != archive.sha256.lower():
-            partial.unlink()
-            raise ChecksumMismatchError(archive, f"SHA-256 is {digest}, expected {archive.sha256}; the download "
-                                                 f"from {archive.url} was deleted, run again to fetch it afresh")
+    try:
+        check_archive(partial, archive)
+    except DownloadError:
+        partial.unlink()
+        raise
     os.replace(partial, final)
     return final
 
@@ -147,7 +176,8 @@ def download_archive(archive: Archive, target_dir: os.PathLike, *, retries: int 
 def download_archives(archives: Iterable[Archive], target_dir: os.PathLike, **kwargs) -> list[Path]:
     """Fetch every archive (see :func:`download_archive` for ``kwargs``), carrying on past failures.
 
-    Returns the final paths. Raises DownloadsFailedError listing every archive that failed, after trying them all.
+    Returns the final paths. Raises DownloadsFailedError listing every archive that failed, after trying them all;
+    nothing is logged for a failure, so that whoever catches the error reports each one once.
     """
     archives = list(archives)
     paths, errors = [], []
@@ -155,21 +185,102 @@ def download_archives(archives: Iterable[Archive], target_dir: os.PathLike, **kw
         try:
             paths.append(download_archive(archive, target_dir, **kwargs))
         except DownloadError as error:
-            logger.error("%s", error)
             errors.append(error)
     if errors:
-        raise DownloadsFailedError(errors, len(archives))
+        raise DownloadsFailedError(errors, len(archives), paths)
     return paths
 
 
-def _fetch_into(archive: Archive, partial: Path, *, timeout: float, progress: Optional[bool]) -> Optional[int]:
-    """Append the rest of the archive to ``partial``; return the full size when the server tells it."""
+def check_archive(path: os.PathLike, archive: Archive) -> None:
+    """Read ``path`` once, in full, and raise unless it is a sound ``.tar.gz`` and the archive expected.
+
+    Checks, in one pass: the gzip signature, the gzip stream to its end (CRC and length), the tar archive to its end,
+    the digest when ``archive`` knows one, and the number of PNG members when ``archive.members`` is known.
+
+    Raises:
+        InvalidArchiveError: not gzip, cut short, corrupt, or holding another number of PNGs.
+        ChecksumMismatchError: the digest differs.
+    """
+    path = Path(path)
+    digest = archive.digest
+    hasher = hashlib.new(digest[0], usedforsecurity=False) if digest else None
+    with open(path, "rb") as raw:
+        head = raw.read(64)
+        if not head.startswith(GZIP_MAGIC):
+            raise InvalidArchiveError(archive, f"not a gzip file ({_describe_head(head)}); the download was deleted. "
+                                               f"The server at {archive.url} sent something else: try again later, "
+                                               "or fetch the archive in a browser into the same folder")
+        raw.seek(0)
+        reader = _HashingReader(raw, hasher)
+        pngs, last = 0, None
+        try:
+            with gzip.GzipFile(fileobj=reader, mode="rb") as unzipped:
+                with tarfile.open(fileobj=unzipped, mode="r|") as tar:
+                    for member in tar:
+                        if member.isfile() and member.name.lower().endswith(".png"):
+                            pngs += 1
+                        last = member.name
+                while unzipped.read(_CHUNK):  # the tar's padding; reaching the end checks the gzip CRC and length
+                    pass
+        except (EOFError, OSError, zlib.error, tarfile.TarError) as err:
+            after = f" after member {last}" if last else ""
+            raise InvalidArchiveError(archive, f"the archive is cut short or corrupt{after} ({_reason(err)}); the "
+                                               "download was deleted, run again to fetch it afresh") from None
+        while reader.read(_CHUNK):
+            pass
+    if digest is not None and hasher.hexdigest() != digest[1]:
+        raise ChecksumMismatchError(archive, f"{digest[0].upper()} is {hasher.hexdigest()}, expected {digest[1]}; "
+                                             f"the download from {archive.url} was deleted, run again to fetch it "
+                                             "afresh")
+    if archive.members is not None and pngs != archive.members:
+        raise InvalidArchiveError(archive, f"holds {pngs:,} PNGs where {archive.members:,} are expected; it is not "
+                                           f"the archive published at {archive.url}. The download was deleted")
+
+
+# ---- fetching ----------------------------------------------------------------------------------------------------
+def _fetch_with_retries(archive: Archive, partial: Path, clock: "_Deadline", *, retries: int, timeout: float,
+                        progress: Optional[bool]) -> Optional[int]:
+    """Fetch into ``partial``, resuming after dropped connections; return the size the server announced."""
+    opener = _opener(clock)
+    attempt, announced = 0, None
+    while True:
+        try:
+            return _fetch_into(archive, partial, opener, clock, announced, timeout=timeout, progress=progress)
+        except (OSError, http.client.HTTPException) as err:
+            if clock.expired:
+                raise DownloadError(archive, f"not complete within the {clock.seconds:g} s deadline; "
+                                             f"{_kept(partial)}, run again to resume (or give more --deadline)"
+                                    ) from None
+            if isinstance(err, _Announced):
+                announced = err.total
+                err = err.cause
+            attempt += 1
+            if attempt > retries:
+                raise DownloadError(archive, f"connection failed ({_reason(err)}) after {retries} retries; "
+                                             f"{_kept(partial)}, run again to resume") from None
+            logger.info("%s: connection lost (%s); resuming from byte %d", archive.name, _reason(err), _size(partial))
+
+
+class _Announced(OSError):
+    """A dropped connection, carrying the archive size the server had announced."""
+
+    def __init__(self, cause: BaseException, total: Optional[int]):
+        super().__init__(str(cause))
+        self.cause, self.total = cause, total
+
+
+def _fetch_into(archive: Archive, partial: Path, opener: urllib.request.OpenerDirector, clock: "_Deadline",
+                announced: Optional[int], *, timeout: float, progress: Optional[bool]) -> Optional[int]:
+    """Append the rest of the archive to ``partial``; return the full size when the server tells it.
+
+    ``announced``: the size an earlier response of this run gave; a server that now gives another is refused.
+    """
     offset = _size(partial)
     request = urllib.request.Request(archive.url, headers={"User-Agent": "nih-chestxray14"})
     if offset:
         request.add_header("Range", f"bytes={offset}-")
     try:
-        response = urllib.request.urlopen(request, timeout=timeout)
+        response = opener.open(request, timeout=clock.bounded(timeout))
     except urllib.error.HTTPError as err:
         if err.code == 416 and offset:
             # Nothing left to send: the partial file may already be whole.
@@ -179,7 +290,8 @@ def _fetch_into(archive: Archive, partial: Path, *, timeout: float, progress: Op
             partial.unlink()
             raise DownloadError(archive, f"the server refused to resume at byte {offset}; the partial file was "
                                          "deleted, run again to fetch it afresh") from None
-        raise DownloadError(archive, f"HTTP {err.code} {err.reason} from {archive.url}") from None
+        raise DownloadError(archive, f"HTTP {err.code} {err.reason} from {archive.url}; check that the link still "
+                                     "works (NIH's links are on its release page), then run again") from None
     except ValueError as err:  # malformed URL
         raise DownloadError(archive, f"cannot fetch {archive.url!r}: {err}") from None
 
@@ -196,16 +308,153 @@ def _fetch_into(archive: Archive, partial: Path, *, timeout: float, progress: Op
             offset, mode = 0, "wb"
             length = response.headers.get("Content-Length")
             total = int(length) if length is not None else None
-        with open(partial, mode) as sink, tqdm(total=total, initial=offset, unit="B", unit_scale=True,
-                                               unit_divisor=1024, desc=archive.name, disable=_disable(progress)) as bar:
-            while chunk := response.read(_CHUNK):
-                sink.write(chunk)
-                bar.update(len(chunk))
+        if announced is not None and total is not None and total != announced:
+            partial.unlink(missing_ok=True)
+            raise DownloadError(archive, f"the server announced {announced} bytes, then {total}: the file changed "
+                                         "while it was fetched. The partial file was deleted, run again")
+        head = b"" if offset == 0 else None  # the first bytes, until they show whether this is gzip at all
+        try:
+            with open(partial, mode) as sink, tqdm(total=total, initial=offset, unit="B", unit_scale=True,
+                                                   unit_divisor=1024, desc=archive.name,
+                                                   disable=_disable(progress)) as bar:
+                while chunk := response.read1(_CHUNK):
+                    if head is not None:
+                        head += chunk[:64]
+                        if len(head) >= len(GZIP_MAGIC):
+                            if not head.startswith(GZIP_MAGIC):
+                                raise _NotGzip(head, response.headers.get("Content-Type"))
+                            head = None
+                    sink.write(chunk)
+                    bar.update(len(chunk))
+                    if clock.expired:
+                        raise TimeoutError("deadline")
+        except _NotGzip as not_gzip:
+            partial.unlink(missing_ok=True)
+            raise InvalidArchiveError(archive, f"the server sent {not_gzip.describe()}, not a gzip archive; nothing "
+                                               f"was kept. {archive.url} may be rate-limited or moved: try again "
+                                               "later, or fetch the archive in a browser into the same folder"
+                                      ) from None
+        except (OSError, http.client.HTTPException) as err:
+            raise _Announced(err, total) from err
     received = _size(partial)
     if total is not None and received < total:
         # http.client returns a short body rather than raising when the peer closes early
-        raise http.client.IncompleteRead(b"", total - received)
+        raise _Announced(http.client.IncompleteRead(b"", total - received), total)
     return total
+
+
+class _NotGzip(Exception):
+    def __init__(self, head: bytes, content_type: Optional[str]):
+        super().__init__()
+        self.head, self.content_type = head, content_type
+
+    def describe(self) -> str:
+        kind = f"{self.content_type} " if self.content_type else ""
+        return f"{kind}content ({_describe_head(self.head)})"
+
+
+# ---- the deadline ------------------------------------------------------------------------------------------------
+class _Deadline:
+    """One archive's time limit: when it passes, every connection opened for the archive is shut down, which ends
+    any read blocked on it, however slowly the server sends (a socket timeout only bounds the wait for each byte)."""
+
+    def __init__(self, seconds: Optional[float]):
+        self.seconds = seconds
+        self.expired = False
+        self._end = None if seconds is None else time.monotonic() + seconds
+        self._sockets: list[socket.socket] = []
+        self._lock = threading.Lock()
+        self._timer = None if seconds is None else threading.Timer(seconds, self._expire)
+
+    def __enter__(self) -> "_Deadline":
+        if self._timer is not None:
+            self._timer.daemon = True
+            self._timer.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+
+    def bounded(self, timeout: float) -> float:
+        """``timeout``, or the time left if that is less."""
+        if self._end is None:
+            return timeout
+        return max(0.001, min(timeout, self._end - time.monotonic()))
+
+    def watch(self, sock: socket.socket) -> None:
+        with self._lock:
+            self._sockets.append(sock)
+            if self.expired:
+                _shut(sock)
+
+    def _expire(self) -> None:
+        with self._lock:
+            self.expired = True
+            for sock in self._sockets:
+                _shut(sock)
+
+
+def _shut(sock: socket.socket) -> None:
+    try:
+        sock.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass  # already closed
+
+
+def _opener(clock: _Deadline) -> urllib.request.OpenerDirector:
+    """urllib's opener (redirects, proxies from the environment), with every connection watched by ``clock``."""
+
+    class WatchedHTTPConnection(http.client.HTTPConnection):
+        def connect(self):
+            super().connect()
+            clock.watch(self.sock)
+
+    class WatchedHTTPSConnection(http.client.HTTPSConnection):
+        def connect(self):
+            super().connect()
+            clock.watch(self.sock)
+
+    class HTTPHandler(urllib.request.HTTPHandler):
+        def http_open(self, req):
+            return self.do_open(WatchedHTTPConnection, req)
+
+    class HTTPSHandler(urllib.request.HTTPSHandler):
+        def __init__(self):
+            self.tls = ssl.create_default_context()
+            super().__init__(context=self.tls)
+
+        def https_open(self, req):
+            return self.do_open(WatchedHTTPSConnection, req, context=self.tls)
+
+    return urllib.request.build_opener(HTTPHandler, HTTPSHandler)
+
+
+# ---- small helpers -----------------------------------------------------------------------------------------------
+class _HashingReader:
+    """A read-only file that feeds what is read through it to ``hasher`` (if any)."""
+
+    def __init__(self, raw: BinaryIO, hasher):
+        self.raw, self.hasher = raw, hasher
+
+    def read(self, size: int = -1) -> bytes:
+        data = self.raw.read(size)
+        if self.hasher is not None:
+            self.hasher.update(data)
+        return data
+
+
+def _check_digest_of_final(archive: Archive, final: Path) -> None:
+    digest = archive.digest
+    if digest is None:
+        return
+    hasher = hashlib.new(digest[0], usedforsecurity=False)
+    with open(final, "rb") as handle:
+        while chunk := handle.read(_CHUNK):
+            hasher.update(chunk)
+    if hasher.hexdigest() != digest[1]:
+        raise ChecksumMismatchError(archive, f"{final} exists but its {digest[0].upper()} is not {digest[1]}; "
+                                             "delete it and run again")
 
 
 def _disable(progress: Optional[bool]) -> Optional[bool]:
@@ -227,15 +476,26 @@ def _size(path: Path) -> int:
     return path.stat().st_size if path.exists() else 0
 
 
-def _sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
+def _head(path: Path) -> bytes:
     with open(path, "rb") as handle:
-        while chunk := handle.read(_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
+        return handle.read(len(GZIP_MAGIC))
 
 
-def _describe(err: BaseException) -> str:
+def _kept(partial: Path) -> str:
+    size = _size(partial)
+    return f"{size} bytes kept in {partial.name}" if size else "nothing was received"
+
+
+def _describe_head(head: bytes) -> str:
+    if not head:
+        return "it is empty"
+    text = head[:40].decode("ascii", errors="replace").split("\n")[0].strip()
+    if text and all(character.isprintable() for character in text):
+        return f"it starts with {text!r}"
+    return f"it starts with bytes {head[:8].hex(' ')}"
+
+
+def _reason(err: BaseException) -> str:
     if isinstance(err, urllib.error.URLError) and not isinstance(err, urllib.error.HTTPError):
         return str(err.reason)
     return type(err).__name__ + (f": {err}" if str(err) else "")
