@@ -5,9 +5,9 @@ An export replaces only what an earlier export wrote: the card ``README.md`` (if
 each config it writes, that config's folder, provided the folder holds nothing but the Parquet shards the card
 declares. Anything else there (a file of the user's, a folder the card doesn't know) makes it refuse before any work.
 
-Everything is written first into ``.<OUT>.export-<random>`` beside ``OUT``; until the final renames, ``OUT`` is not
-touched, so a killed export (even ``kill -9``) leaves it as it was, and the next export into ``OUT`` removes what
-the killed one left beside it. The final step is one rename when ``OUT`` is new, else one rename per config folder
+Everything is written first into ``.<OUT>.export-<random>`` beside ``OUT`` (inside it, hidden, when ``OUT`` is a
+mount point); until the final renames, ``OUT`` is not touched, so a killed export (even ``kill -9``) leaves it as it
+was, and the next export into ``OUT`` removes what the killed one left. The final step is one rename when ``OUT`` is new, else one rename per config folder
 and one for the card: a process killed within those few renames can leave some configs new and the card old.
 """
 
@@ -110,12 +110,17 @@ class Staging:
     """A hidden folder beside ``out``: write the new content into ``tree``, then :meth:`commit` it into ``out``.
 
     Use as a context manager; leaving it without a commit (an error) removes the folder and leaves ``out`` as it
-    was. On entry, staging folders that killed exports left beside ``out`` are removed.
+    was. On entry, staging folders that killed exports left beside ``out`` are removed. When ``out`` is on another
+    file system than its parent (a mount point), the staging folder goes inside ``out``, hidden, since a rename
+    cannot cross file systems.
+
+    Raises:
+        PublishError: on entry, when the staging folder cannot be created.
     """
 
     def __init__(self, out: Path):
-        self.out = out
-        self.parent = out.absolute().parent
+        self.out = Path(os.path.abspath(out))
+        self.parent = staging_parent(self.out)
         self.root: Optional[Path] = None
         self._lock = None
 
@@ -124,9 +129,14 @@ class Staging:
         return self.root / "tree"
 
     def __enter__(self) -> "Staging":
-        self.parent.mkdir(parents=True, exist_ok=True)
-        remove_stale_staging(self.out)
-        self.root = Path(tempfile.mkdtemp(prefix=f".{self.out.name}.export-", dir=self.parent))
+        try:
+            self.parent.mkdir(parents=True, exist_ok=True)
+            remove_stale_staging(self.out)
+            self.root = Path(tempfile.mkdtemp(prefix=f".{self.out.name}.export-", dir=self.parent))
+        except OSError as err:
+            raise PublishError(f"cannot create a staging folder in {self.parent} ({err.strerror or err}); export "
+                               f"writes there first so that {self.out} is replaced whole: make {self.parent} "
+                               "writable or export into another folder") from None
         self._lock = open(self.root / _LOCK, "w")
         if fcntl is not None:
             fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -153,19 +163,30 @@ class Staging:
             os.replace(self.tree / CARD, self.out / CARD)
 
 
+def staging_parent(out: Path) -> Path:
+    """Where exports into ``out`` (an absolute path) stage: beside it, or inside it when it is a mount point."""
+    if out.is_dir() and os.stat(out).st_dev != os.stat(out.parent).st_dev:
+        return out
+    return out.parent
+
+
 def remove_stale_staging(out: Path) -> None:
     """Remove the staging folders that exports into ``out`` left when they were killed (their lock is free)."""
     if fcntl is None:
         return
-    for folder in out.absolute().parent.glob(f".{glob.escape(out.name)}.export-*"):
+    out = Path(os.path.abspath(out))
+    for folder in staging_parent(out).glob(f".{glob.escape(out.name)}.export-*"):
         try:
             with open(folder / _LOCK, "r+") as lock:
                 fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)  # raises while its export still runs
         except FileNotFoundError:  # killed before it took its lock, or being created right now
-            if time.time() - folder.stat().st_mtime < _STARTING_SECONDS:
+            try:
+                if time.time() - folder.stat().st_mtime < _STARTING_SECONDS:
+                    continue
+                if any(entry.name not in ("tree", "old") for entry in folder.iterdir()):
+                    continue  # not laid out as a staging folder: not ours to remove
+            except OSError:
                 continue
-            if any(entry.name not in ("tree", "old") for entry in folder.iterdir()):
-                continue  # not laid out as a staging folder: not ours to remove
         except OSError:
             continue  # locked: another export into the same folder is running
         logger.info("removing %s, left by an export that was killed", folder)

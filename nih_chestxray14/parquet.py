@@ -68,7 +68,12 @@ class Shard:
 
     def table(self) -> pa.Table:
         """The shard's rows as an Arrow table (zero-copy for a prepared split)."""
-        return self.dataset.with_format("arrow")[self.start:self.stop]
+        return arrow_rows(self.dataset)[self.start:self.stop]
+
+
+def arrow_rows(dataset: Dataset) -> Dataset:
+    """``dataset`` formatted to return Arrow tables: itself if it already is (formatting copies the dataset)."""
+    return dataset if dataset.format["type"] == "arrow" else dataset.with_format("arrow")
 
 
 def holds_files(feature) -> bool:
@@ -103,7 +108,7 @@ def compressible_columns(dataset_dict: DatasetDict, *, sample_rows: int = _SAMPL
             if count == 0:
                 continue
             rows = sorted({len(dataset) * i // count for i in range(count)})
-            column = dataset.with_format("arrow")[rows][name].combine_chunks()
+            column = arrow_rows(dataset)[rows][name].combine_chunks()
             for value in column.field("bytes").to_pylist() if pa.types.is_struct(column.type) else []:
                 if value:
                     piece = value[:_SAMPLE_BYTES_PER_ROW]

@@ -145,9 +145,10 @@ def write_config(dataset_dict: DatasetDict, root: Path, config_name: str, *, max
     the card needs. Image columns get zstd where a sample says it pays, the same way in every shard."""
     folder = root / data_dir_for(config_name)
     folder.mkdir(parents=True)
-    zstd_columns = compressible_columns(dataset_dict)
+    rows = dataset_dict.with_format("arrow")  # formatted once: each formatting copies the dataset
+    zstd_columns = compressible_columns(rows)
     planned = {split: plan_shards(dataset, folder, split, max_shard_bytes, zstd_columns=zstd_columns)
-               for split, dataset in dataset_dict.items()}
+               for split, dataset in rows.items()}
     sizes = iter(write_shards([shard for shards in planned.values() for shard in shards],
                               content_defined_chunking=content_defined_chunking, num_threads=num_threads))
     splits = SplitDict()

@@ -183,3 +183,26 @@ def test_an_export_killed_midway_leaves_out_as_it_was(publish_release, publish_c
     assert export_cli(publish_release, publish_cache, out, "default", "resized-224") == 0
     assert beside(out) == []
     assert load_dataset(str(out), "resized-224", cache_dir=str(tmp_path / "hf")).num_rows["test"] == 4
+
+
+def test_out_on_another_file_system_stages_inside_it_and_leaves_nothing(publish_release, publish_cache,
+                                                                         earlier_export, monkeypatch):
+    """A rename cannot cross file systems: when OUT is a mount point, export stages hidden inside OUT instead."""
+    import nih_chestxray14.export_folder as export_folder
+
+    out = earlier_export
+    real_stat = os.stat
+
+    class OtherDevice:  # os.stat of OUT, as if OUT were mounted from another device
+        def __init__(self, result):
+            self.result = result
+
+        def __getattr__(self, name):
+            return self.result.st_dev + 1 if name == "st_dev" else getattr(self.result, name)
+
+    monkeypatch.setattr(export_folder.os, "stat", lambda path, *a, **k: OtherDevice(real_stat(path, *a, **k))
+                        if Path(path) == out else real_stat(path, *a, **k))
+    assert export_folder.staging_parent(out) == out
+    assert export_cli(publish_release, publish_cache, out, "default", extra=["--max-shard-size", "100MB"]) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["README.md", "data", "resized-224"]
+    assert len(list((out / "data").iterdir())) == 3 and beside(out) == []
