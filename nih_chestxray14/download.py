@@ -15,26 +15,18 @@ from __future__ import annotations
 
 import gzip
 import hashlib
-import http.client
 import logging
 import os
 import re
-import socket
-import ssl
 import tarfile
-import threading
-import time
-import urllib.error
-import urllib.request
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Iterable, Mapping, Optional, Sequence
 
-from tqdm.auto import tqdm
-
 from . import archives as nih
 from .errors import NIHChestXray14Error
+from .fetch import FetchError, UnexpectedContentError, describe_start, fetch
 
 logger = logging.getLogger(__name__)
 
@@ -157,8 +149,14 @@ def download_archive(archive: Archive, target_dir: os.PathLike, *, retries: int 
         logger.info("%s does not start like a gzip file: fetching it afresh", partial)
         partial.unlink()
 
-    with _Deadline(deadline) as clock:
-        total = _fetch_with_retries(archive, partial, clock, retries=retries, timeout=timeout, progress=progress)
+    try:
+        total = fetch(archive.url, partial, label=archive.name, expected_start=GZIP_MAGIC,
+                      expected_kind="a gzip archive", retries=retries, timeout=timeout, deadline=deadline,
+                      progress=progress)
+    except UnexpectedContentError as err:
+        raise InvalidArchiveError(archive, str(err)) from None
+    except FetchError as err:
+        raise DownloadError(archive, str(err)) from None
     size = _size(partial)
     if total is not None and size != total:
         partial.unlink()
@@ -207,7 +205,7 @@ def check_archive(path: os.PathLike, archive: Archive) -> None:
     with open(path, "rb") as raw:
         head = raw.read(64)
         if not head.startswith(GZIP_MAGIC):
-            raise InvalidArchiveError(archive, f"not a gzip file ({_describe_head(head)}); the download was deleted. "
+            raise InvalidArchiveError(archive, f"not a gzip file ({describe_start(head)}); the download was deleted. "
                                                f"The server at {archive.url} sent something else: try again later, "
                                                "or fetch the archive in a browser into the same folder")
         raw.seek(0)
@@ -224,8 +222,9 @@ def check_archive(path: os.PathLike, archive: Archive) -> None:
                     pass
         except (EOFError, OSError, zlib.error, tarfile.TarError) as err:
             after = f" after member {last}" if last else ""
-            raise InvalidArchiveError(archive, f"the archive is cut short or corrupt{after} ({_reason(err)}); the "
-                                               "download was deleted, run again to fetch it afresh") from None
+            raise InvalidArchiveError(archive, f"the archive is cut short or corrupt{after} ({type(err).__name__}: "
+                                               f"{err}); the download was deleted, run again to fetch it afresh"
+                                      ) from None
         while reader.read(_CHUNK):
             pass
     if digest is not None and hasher.hexdigest() != digest[1]:
@@ -235,199 +234,6 @@ def check_archive(path: os.PathLike, archive: Archive) -> None:
     if archive.members is not None and pngs != archive.members:
         raise InvalidArchiveError(archive, f"holds {pngs:,} PNGs where {archive.members:,} are expected; it is not "
                                            f"the archive published at {archive.url}. The download was deleted")
-
-
-# ---- fetching ----------------------------------------------------------------------------------------------------
-def _fetch_with_retries(archive: Archive, partial: Path, clock: "_Deadline", *, retries: int, timeout: float,
-                        progress: Optional[bool]) -> Optional[int]:
-    """Fetch into ``partial``, resuming after dropped connections; return the size the server announced."""
-    opener = _opener(clock)
-    attempt, announced = 0, None
-    while True:
-        try:
-            return _fetch_into(archive, partial, opener, clock, announced, timeout=timeout, progress=progress)
-        except (OSError, http.client.HTTPException) as err:
-            if clock.expired:
-                raise DownloadError(archive, f"not complete within the {clock.seconds:g} s deadline; "
-                                             f"{_kept(partial)}, run again to resume (or give more --deadline)"
-                                    ) from None
-            if isinstance(err, _Announced):
-                announced = err.total
-                err = err.cause
-            attempt += 1
-            if attempt > retries:
-                raise DownloadError(archive, f"connection failed ({_reason(err)}) after {retries} retries; "
-                                             f"{_kept(partial)}, run again to resume") from None
-            logger.info("%s: connection lost (%s); resuming from byte %d", archive.name, _reason(err), _size(partial))
-
-
-class _Announced(OSError):
-    """A dropped connection, carrying the archive size the server had announced."""
-
-    def __init__(self, cause: BaseException, total: Optional[int]):
-        super().__init__(str(cause))
-        self.cause, self.total = cause, total
-
-
-def _fetch_into(archive: Archive, partial: Path, opener: urllib.request.OpenerDirector, clock: "_Deadline",
-                announced: Optional[int], *, timeout: float, progress: Optional[bool]) -> Optional[int]:
-    """Append the rest of the archive to ``partial``; return the full size when the server tells it.
-
-    ``announced``: the size an earlier response of this run gave; a server that now gives another is refused.
-    """
-    offset = _size(partial)
-    request = urllib.request.Request(archive.url, headers={"User-Agent": "nih-chestxray14"})
-    if offset:
-        request.add_header("Range", f"bytes={offset}-")
-    try:
-        response = opener.open(request, timeout=clock.bounded(timeout))
-    except urllib.error.HTTPError as err:
-        if err.code == 416 and offset:
-            # Nothing left to send: the partial file may already be whole.
-            total = _content_range_total(err.headers.get("Content-Range"))
-            if total == offset:
-                return total
-            partial.unlink()
-            raise DownloadError(archive, f"the server refused to resume at byte {offset}; the partial file was "
-                                         "deleted, run again to fetch it afresh") from None
-        raise DownloadError(archive, f"HTTP {err.code} {err.reason} from {archive.url}; check that the link still "
-                                     "works (NIH's links are on its release page), then run again") from None
-    except ValueError as err:  # malformed URL
-        raise DownloadError(archive, f"cannot fetch {archive.url!r}: {err}") from None
-
-    with response:
-        if offset and response.status == 206:
-            start = _content_range_start(response.headers.get("Content-Range"))
-            if start != offset:
-                raise DownloadError(archive, f"asked to resume at byte {offset}, the server sent from {start}")
-            total = _content_range_total(response.headers.get("Content-Range"))
-            mode = "ab"
-        else:
-            if offset:
-                logger.info("%s: the server does not resume; downloading again from the start", archive.name)
-            offset, mode = 0, "wb"
-            length = response.headers.get("Content-Length")
-            total = int(length) if length is not None else None
-        if announced is not None and total is not None and total != announced:
-            partial.unlink(missing_ok=True)
-            raise DownloadError(archive, f"the server announced {announced} bytes, then {total}: the file changed "
-                                         "while it was fetched. The partial file was deleted, run again")
-        head = b"" if offset == 0 else None  # the first bytes, until they show whether this is gzip at all
-        try:
-            with open(partial, mode) as sink, tqdm(total=total, initial=offset, unit="B", unit_scale=True,
-                                                   unit_divisor=1024, desc=archive.name,
-                                                   disable=_disable(progress)) as bar:
-                while chunk := response.read1(_CHUNK):
-                    if head is not None:
-                        head += chunk[:64]
-                        if len(head) >= len(GZIP_MAGIC):
-                            if not head.startswith(GZIP_MAGIC):
-                                raise _NotGzip(head, response.headers.get("Content-Type"))
-                            head = None
-                    sink.write(chunk)
-                    bar.update(len(chunk))
-                    if clock.expired:
-                        raise TimeoutError("deadline")
-        except _NotGzip as not_gzip:
-            partial.unlink(missing_ok=True)
-            raise InvalidArchiveError(archive, f"the server sent {not_gzip.describe()}, not a gzip archive; nothing "
-                                               f"was kept. {archive.url} may be rate-limited or moved: try again "
-                                               "later, or fetch the archive in a browser into the same folder"
-                                      ) from None
-        except (OSError, http.client.HTTPException) as err:
-            raise _Announced(err, total) from err
-    received = _size(partial)
-    if total is not None and received < total:
-        # http.client returns a short body rather than raising when the peer closes early
-        raise _Announced(http.client.IncompleteRead(b"", total - received), total)
-    return total
-
-
-class _NotGzip(Exception):
-    def __init__(self, head: bytes, content_type: Optional[str]):
-        super().__init__()
-        self.head, self.content_type = head, content_type
-
-    def describe(self) -> str:
-        kind = f"{self.content_type} " if self.content_type else ""
-        return f"{kind}content ({_describe_head(self.head)})"
-
-
-# ---- the deadline ------------------------------------------------------------------------------------------------
-class _Deadline:
-    """One archive's time limit: when it passes, every connection opened for the archive is shut down, which ends
-    any read blocked on it, however slowly the server sends (a socket timeout only bounds the wait for each byte)."""
-
-    def __init__(self, seconds: Optional[float]):
-        self.seconds = seconds
-        self.expired = False
-        self._end = None if seconds is None else time.monotonic() + seconds
-        self._sockets: list[socket.socket] = []
-        self._lock = threading.Lock()
-        self._timer = None if seconds is None else threading.Timer(seconds, self._expire)
-
-    def __enter__(self) -> "_Deadline":
-        if self._timer is not None:
-            self._timer.daemon = True
-            self._timer.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-
-    def bounded(self, timeout: float) -> float:
-        """``timeout``, or the time left if that is less."""
-        if self._end is None:
-            return timeout
-        return max(0.001, min(timeout, self._end - time.monotonic()))
-
-    def watch(self, sock: socket.socket) -> None:
-        with self._lock:
-            self._sockets.append(sock)
-            if self.expired:
-                _shut(sock)
-
-    def _expire(self) -> None:
-        with self._lock:
-            self.expired = True
-            for sock in self._sockets:
-                _shut(sock)
-
-
-def _shut(sock: socket.socket) -> None:
-    try:
-        sock.shutdown(socket.SHUT_RDWR)
-    except OSError:
-        pass  # already closed
-
-
-def _opener(clock: _Deadline) -> urllib.request.OpenerDirector:
-    """urllib's opener (redirects, proxies from the environment), with every connection watched by ``clock``."""
-
-    class WatchedHTTPConnection(http.client.HTTPConnection):
-        def connect(self):
-            super().connect()
-            clock.watch(self.sock)
-
-    class WatchedHTTPSConnection(http.client.HTTPSConnection):
-        def connect(self):
-            super().connect()
-            clock.watch(self.sock)
-
-    class HTTPHandler(urllib.request.HTTPHandler):
-        def http_open(self, req):
-            return self.do_open(WatchedHTTPConnection, req)
-
-    class HTTPSHandler(urllib.request.HTTPSHandler):
-        def __init__(self):
-            self.tls = ssl.create_default_context()
-            super().__init__(context=self.tls)
-
-        def https_open(self, req):
-            return self.do_open(WatchedHTTPSConnection, req, context=self.tls)
-
-    return urllib.request.build_opener(HTTPHandler, HTTPSHandler)
 
 
 # ---- small helpers -----------------------------------------------------------------------------------------------
@@ -457,21 +263,6 @@ def _check_digest_of_final(archive: Archive, final: Path) -> None:
                                              "delete it and run again")
 
 
-def _disable(progress: Optional[bool]) -> Optional[bool]:
-    # tqdm's disable=None hides the bar when stderr is not a terminal (logs, CI)
-    return None if progress is None else not progress
-
-
-def _content_range_start(value: Optional[str]) -> Optional[int]:
-    match = re.match(r"bytes (\d+)-", value or "")
-    return int(match.group(1)) if match else None
-
-
-def _content_range_total(value: Optional[str]) -> Optional[int]:
-    match = re.search(r"/(\d+)$", value or "")
-    return int(match.group(1)) if match else None
-
-
 def _size(path: Path) -> int:
     return path.stat().st_size if path.exists() else 0
 
@@ -479,23 +270,3 @@ def _size(path: Path) -> int:
 def _head(path: Path) -> bytes:
     with open(path, "rb") as handle:
         return handle.read(len(GZIP_MAGIC))
-
-
-def _kept(partial: Path) -> str:
-    size = _size(partial)
-    return f"{size} bytes kept in {partial.name}" if size else "nothing was received"
-
-
-def _describe_head(head: bytes) -> str:
-    if not head:
-        return "it is empty"
-    text = head[:40].decode("ascii", errors="replace").split("\n")[0].strip()
-    if text and all(character.isprintable() for character in text):
-        return f"it starts with {text!r}"
-    return f"it starts with bytes {head[:8].hex(' ')}"
-
-
-def _reason(err: BaseException) -> str:
-    if isinstance(err, urllib.error.URLError) and not isinstance(err, urllib.error.HTTPError):
-        return str(err.reason)
-    return type(err).__name__ + (f": {err}" if str(err) else "")

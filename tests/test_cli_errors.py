@@ -137,7 +137,7 @@ def test_download_command_reports_each_failing_archive_once_and_keeps_the_others
         "check that the link still works (NIH's links are on its release page), then run again",
         "nih-chestxray14 download: error: images_003.tar.gz: the server sent text/html content (it starts with "
         f"'<html><body>Please log in</body></html>'), not a gzip archive; nothing was kept. {archive_server.url}/"
-        "page.gz may be rate-limited or moved: try again later, or fetch the archive in a browser into the same folder"]
+        "page.gz may be rate-limited or moved: try again later, or fetch the file in a browser into the same folder"]
     assert out.strip() == f"1 of 3 archives in {tmp_path}"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["images_001.tar.gz"]
     assert (tmp_path / "images_001.tar.gz").read_bytes() == archive_server.files["a.gz"]

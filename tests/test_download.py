@@ -203,6 +203,15 @@ def test_complete_archive_is_not_fetched_again(server, tmp_path):
     assert [r for r in server.ranges if r[0] == name] == [(name, None)]
 
 
+def test_a_wrong_file_already_under_the_final_name_is_reported_not_trusted(server, tmp_path):
+    name = "images_001.tar.gz"
+    (tmp_path / name).write_bytes(b"<html>an error page an older version kept under the archive's name</html>")
+    right = hashlib.md5(server.files[name]).hexdigest()
+    with pytest.raises(ChecksumMismatchError, match=rf"{name} exists but its MD5 is not {right}; delete it and run"):
+        download_archive(server.archive(name, md5=right), tmp_path, progress=False)
+    assert server.ranges == []
+
+
 def test_checksums_file_is_read_and_malformed_lines_name_the_line(tmp_path):
     good = tmp_path / "SHA256SUMS"
     good.write_text(f"{'a' * 64}  images_001.tar.gz\n# comment\n{'B' * 64} *dir/images_002.tar.gz\n"
@@ -318,3 +327,12 @@ def test_check_archive_accepts_a_sound_archive_and_counts_its_pngs(tmp_path, arc
     check_archive(path, Archive(path.name, "http://x", sha(path.read_bytes()), members=3))
     with pytest.raises(InvalidArchiveError, match="holds 3 PNGs where 4 are expected"):
         check_archive(path, Archive(path.name, "http://x", members=4))
+
+
+def test_docstring_examples_of_the_transport_run():
+    import doctest
+
+    import nih_chestxray14.fetch
+
+    results = doctest.testmod(nih_chestxray14.fetch)
+    assert results.attempted > 0 and results.failed == 0

@@ -100,6 +100,23 @@ def test_export_refuses_to_replace_anything_an_earlier_export_did_not_write(
     assert snapshot(out) == before and beside(out) == around
 
 
+@pytest.mark.slow
+def test_the_export_command_keeps_a_users_file_through_the_real_entry_point(tmp_path):
+    from nih_chestxray14.sample import make_release
+    from test_cli_errors import run_cli
+
+    make_release(tmp_path / "rel", num_patients=12, images_per_patient=2, image_size=64, layout="images")
+    precious = _precious(tmp_path / "v")
+    code, out, err = run_cli("export", "--data-dir", "rel", "--cache-dir", "cache", "--config", "default", "v",
+                             cwd=tmp_path)
+    assert code == 1 and out == "" and "Traceback" not in err
+    assert err.strip().splitlines() == [(
+        "nih-chestxray14 export: error: v/data/precious.txt was not written by an export, and export replaces all "
+        "of v/data; move it away or export into another folder")]
+    assert precious.read_text() == "the user's notes\n" and sorted(p.name for p in (tmp_path / "v").rglob("*")) == [
+        "data", "precious.txt"]
+
+
 def test_export_keeps_what_it_does_not_replace_and_replaces_its_own_shards(publish_release, publish_cache,
                                                                             earlier_export):
     out = earlier_export

@@ -102,6 +102,9 @@ def test_export_writes_hub_layout_shards_and_a_card_declaring_every_config(publi
             row = next(line for line in text.splitlines() if line.startswith(f"| {name} | ") and line.count("|") == 5)
             assert int(row.split("|")[2 + column].replace(",", "")) == expected, (split, name)
     assert "Bias, Risks, and Limitations" in text and "Label noise" in text
+    # NIH's Follow-up # can differ from the file name's suffix: the card says which one follow_up holds
+    assert "differ in\n24,106 of 112,120 rows" in text and "`follow_up` keeps the\nCSV's value" in text
+    assert "| `follow_up` | `int32` | the patient's visit number, from 0: the entry CSV's `Follow-up #`" in text
     assert "@inproceedings{wang2017chestxray8" in text and "CVPR" in text
     assert "no restrictions on the use" in text
 
