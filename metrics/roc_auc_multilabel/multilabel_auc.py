@@ -252,35 +252,119 @@ def roc_auc_per_class(references, prediction_scores) -> np.ndarray:
 # ----------------------------------------------------------------------------------------------------- DeLong
 
 
-def _placement_values(is_positive: np.ndarray, scores: np.ndarray) -> Tuple[int, int, int, np.ndarray]:
-    """DeLong's placement value of every case of one class, in case order.
+def _order_preserving_keys(scores: np.ndarray) -> Optional[np.ndarray]:
+    """uint32 keys that order and tie exactly as ``scores`` do, or None when 32 bits can't hold every score exactly
+    (float64 beyond float32's precision, 64-bit integers)."""
+    if scores.dtype.kind == "f":
+        if scores.dtype == np.float32:
+            narrow = scores
+        else:
+            with np.errstate(over="ignore", invalid="ignore"):
+                narrow = scores.astype(np.float32)
+            if not np.array_equal(narrow, scores):
+                return None
+        signed = (narrow + np.float32(0.0)).view(np.int32)  # + 0.0 turns -0.0 into 0.0: one key per value
+        # negative floats: flip the magnitude bits, so that int32 order is float order; then shift to unsigned
+        signed ^= (signed >> 31) & np.int32(0x7FFFFFFF)
+        return signed.view(np.uint32) ^ np.uint32(0x80000000)
+    if scores.dtype.itemsize <= 4:  # integers of up to 32 bits (uint8 from bool)
+        return (scores.astype(np.int64) - np.iinfo(scores.dtype).min).astype(np.uint32)
+    return None
 
-    Args:
-        is_positive: bool ``(L,)``.
-        scores: ``(L,)`` scores.
 
-    Returns:
-        ``(two_u, m, n, placements)``: twice the Mann-Whitney U (an exact integer), the numbers of positives and
-        negatives, and float64 ``(L,)`` placement values: for a positive, the share of negatives scored below it; for a
-        negative, the share of positives scored above it; ties count one half. The mean over the positives, and the
-        mean over the negatives, both equal the AUC. All zeros when either group is empty.
+def _sort_rows(is_positive: np.ndarray, scores: np.ndarray) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Sort each row of ``(R, L)`` scores: ``(flat_order, sorted_keys, sorted_positive)``, all flat ``(R * L,)``.
+
+    ``flat_order`` lists each row's entries (as indices into the flattened array) from lowest to highest score, row
+    after row; ``sorted_keys`` holds values that are equal exactly where the sorted scores are equal, and
+    ``sorted_positive`` the labels (int8 0/1) in that order.
+
+    Where 32-bit keys hold the scores exactly, each key is packed with its flat index and label into one uint64, which
+    a plain (SIMD) sort orders several times faster than an argsort; other scores are argsorted.
     """
-    placements = np.zeros(is_positive.shape, dtype=np.float64)
-    positives, negatives = scores[is_positive], scores[~is_positive]
-    m, n = positives.size, negatives.size
-    if m == 0 or n == 0:
-        return 0, m, n, placements
-    sorted_positives, sorted_negatives = np.sort(positives), np.sort(negatives)
-    # 2 * #negatives below + #negatives tied, for each positive; 2 * #positives above + #positives tied, per negative
-    twice_below = np.searchsorted(sorted_negatives, positives, "left") + np.searchsorted(
-        sorted_negatives, positives, "right"
-    )
-    twice_above = 2 * m - (
-        np.searchsorted(sorted_positives, negatives, "left") + np.searchsorted(sorted_positives, negatives, "right")
-    )
-    placements[is_positive] = twice_below / (2.0 * n)
-    placements[~is_positive] = twice_above / (2.0 * m)
-    return int(twice_below.sum(dtype=np.int64)), m, n, placements
+    num_rows, length = scores.shape
+    keys = _order_preserving_keys(scores)
+    if keys is None or scores.size >= 2**31:
+        order = np.argsort(scores, axis=1)
+        flat_order = (order + (np.arange(num_rows) * length)[:, None]).ravel()
+        return flat_order, scores.ravel()[flat_order], is_positive.ravel()[flat_order].astype(np.int8)
+    packed = keys.astype(np.uint64)
+    packed <<= np.uint64(32)
+    packed |= np.arange(0, 2 * scores.size, 2, dtype=np.uint64).reshape(scores.shape)
+    packed |= is_positive
+    packed.sort(axis=1)
+    packed = packed.ravel()
+    low_word = (packed & np.uint64(0xFFFFFFFF)).astype(np.intp)
+    return low_word >> 1, packed >> np.uint64(32), (low_word & 1).astype(np.int8)
+
+
+class _DelongRows(NamedTuple):
+    auc: np.ndarray  # float64 (R,), NaN for a row with a single class
+    influence: np.ndarray  # float64 (R, L), in case order; zeros in an undefined row
+    variance: np.ndarray  # float64 (R,): the sum of squared influences of each row
+
+
+def _delong_rows(is_positive: np.ndarray, scores: np.ndarray, *, unbiased: bool = True) -> _DelongRows:
+    """AUC and per-case DeLong influence of every row of ``(R, L)`` problems (R classes of L cases each).
+
+    A case's placement value is, for a positive, the share of its row's negatives scored below it, and for a negative,
+    the share of its row's positives scored above it; ties count one half. Its influence is its placement minus the
+    AUC, divided by ``sqrt(m (m - 1))`` for a positive and ``sqrt(n (n - 1))`` for a negative (``unbiased``, so that
+    the sum of squares over a row is DeLong's unbiased variance ``S10 / m + S01 / n``), or by ``m`` and ``n``
+    (``unbiased=False``: first-order influences, for the cluster-robust variance of the micro average).
+
+    One sort per row, then O(L) work on the tie groups of the sorted rows, all rows at once (as the midrank algorithm
+    of Sun & Xu, 2014): every case of a tie group with the same label has the same placement, so values are computed
+    per (group, label) and gathered once. The AUC is exact: twice the Mann-Whitney U is an integer count.
+    """
+    num_rows, length = scores.shape
+    flat_order, sorted_keys, sorted_positive = _sort_rows(is_positive, scores)
+    total = sorted_keys.size
+    # tie groups: runs of equal scores within a row
+    starts_group = np.empty(total, dtype=bool)
+    starts_group[0] = True
+    np.not_equal(sorted_keys[1:], sorted_keys[:-1], out=starts_group[1:])
+    starts_group[::length] = True
+    counter = np.int32 if total < 2**31 else np.int64
+    group_of_entry = np.cumsum(starts_group, dtype=counter)
+    group_of_entry -= 1
+    group_start = np.flatnonzero(starts_group)
+    positives_before = np.zeros(total + 1, dtype=counter)
+    np.cumsum(sorted_positive, out=positives_before[1:])
+    group_end = np.append(group_start[1:], total)
+    row_of_group = group_start // length
+    positives_below = (positives_before[group_start] - positives_before[row_of_group * length]).astype(np.int64)
+    positives_tied = (positives_before[group_end] - positives_before[group_start]).astype(np.int64)
+    negatives_below = (group_start - row_of_group * length) - positives_below
+    negatives_tied = (group_end - group_start) - positives_tied
+    positives = is_positive.sum(axis=1).astype(np.int64)
+    negatives = length - positives
+    m, n = positives[row_of_group], negatives[row_of_group]
+    # integers per group: 2 * #negatives below + #negatives tied (for its positives), and
+    # 2 * #positives above + #positives tied (for its negatives)
+    twice_below = 2 * negatives_below + negatives_tied
+    twice_above = 2 * (m - positives_below - positives_tied) + positives_tied
+    row_starts = np.searchsorted(row_of_group, np.arange(num_rows))
+    two_u = np.add.reduceat(positives_tied * twice_below, row_starts)
+    auc = np.array([_auc_from_counts(int(u), int(p), int(q)) for u, p, q in zip(two_u, positives, negatives)])
+    defined = ~np.isnan(auc)
+    if unbiased:
+        positive_scale = 1.0 / np.sqrt(np.maximum(positives * (positives - 1), 1))
+        negative_scale = 1.0 / np.sqrt(np.maximum(negatives * (negatives - 1), 1))
+    else:
+        positive_scale, negative_scale = 1.0 / np.maximum(positives, 1), 1.0 / np.maximum(negatives, 1)
+    centre = np.where(defined, auc, 0.0)[row_of_group]
+    weight = np.where(defined, 1.0, 0.0)[row_of_group]
+    by_group_and_label = np.empty((group_start.size, 2), dtype=np.float64)
+    by_group_and_label[:, 0] = (twice_above / (2.0 * np.maximum(m, 1)) - centre) * (negative_scale[row_of_group] * weight)
+    by_group_and_label[:, 1] = (twice_below / (2.0 * np.maximum(n, 1)) - centre) * (positive_scale[row_of_group] * weight)
+    squares = negatives_tied * by_group_and_label[:, 0] ** 2 + positives_tied * by_group_and_label[:, 1] ** 2
+    variance = np.add.reduceat(squares, row_starts)
+    group_of_entry *= 2
+    group_of_entry += sorted_positive
+    influence = np.empty((num_rows, length), dtype=np.float64)
+    influence.ravel()[flat_order] = by_group_and_label.ravel()[group_of_entry]
+    return _DelongRows(auc, influence, variance)
 
 
 class ClassStatistics(NamedTuple):
@@ -295,6 +379,8 @@ class ClassStatistics(NamedTuple):
     influence: np.ndarray
     """float64 ``(N, C)``: each case's influence on each class's AUC; zeros in an undefined class's column.
     ``influence.T @ influence`` is DeLong's covariance matrix; its diagonal is DeLong's variance of each class."""
+    variance: np.ndarray
+    """float64 ``(C,)``: DeLong's variance of each class's AUC (0 for an undefined class)."""
 
 
 def class_statistics(labels: np.ndarray, scores: np.ndarray) -> ClassStatistics:
@@ -304,20 +390,9 @@ def class_statistics(labels: np.ndarray, scores: np.ndarray) -> ClassStatistics:
     ``(placement - AUC) / sqrt(n (n - 1))``, so that the sum of squares over cases is DeLong's unbiased variance
     ``S10 / m + S01 / n``.
     """
-    num_cases, num_classes = labels.shape
-    auc = np.full(num_classes, np.nan)
     positives = labels.sum(axis=0).astype(np.int64)
-    negatives = num_cases - positives
-    influence = np.zeros((num_classes, num_cases), dtype=np.float64)
-    columns = zip(np.ascontiguousarray(labels.T), np.ascontiguousarray(scores.T))
-    for column, (is_positive, column_scores) in enumerate(columns):
-        two_u, m, n, placements = _placement_values(is_positive, column_scores)
-        if m == 0 or n == 0:
-            continue
-        auc[column] = _auc_from_counts(two_u, m, n)
-        scale = np.where(is_positive, 1.0 / math.sqrt(max(m * (m - 1), 1)), 1.0 / math.sqrt(max(n * (n - 1), 1)))
-        influence[column] = (placements - auc[column]) * scale
-    return ClassStatistics(auc, positives, negatives, influence.T)
+    rows = _delong_rows(np.ascontiguousarray(labels.T), np.ascontiguousarray(scores.T))
+    return ClassStatistics(rows.auc, positives, labels.shape[0] - positives, rows.influence.T, rows.variance)
 
 
 def delong_influence(references, prediction_scores) -> Tuple[np.ndarray, np.ndarray]:
@@ -356,14 +431,15 @@ def _micro_statistics(labels: np.ndarray, scores: np.ndarray) -> Tuple[float, in
     case's C entries, so that the correlation between a case's entries is kept.
     """
     flat_labels = labels.ravel()
-    two_u, m, n, placements = _placement_values(flat_labels, scores.ravel())
-    auc = _auc_from_counts(two_u, m, n)
+    m = int(flat_labels.sum())
+    rows = _delong_rows(flat_labels[None, :], scores.reshape(1, -1), unbiased=False)
+    auc = float(rows.auc[0])
     if math.isnan(auc):
-        return auc, m, n, math.nan
-    entry_influence = (placements - auc) / np.where(flat_labels, m, n)
+        return auc, m, flat_labels.size - m, math.nan
+    entry_influence = rows.influence[0]
     per_case = entry_influence.reshape(labels.shape).sum(axis=1)
     num_cases = labels.shape[0]
-    return auc, m, n, float(per_case @ per_case) * num_cases / max(num_cases - 1, 1)
+    return auc, m, flat_labels.size - m, float(per_case @ per_case) * num_cases / max(num_cases - 1, 1)
 
 
 # --------------------------------------------------------------------------------------------------- averaging
@@ -445,8 +521,9 @@ def _report(
 
     if want_interval:
         z = z_value(confidence_level)
-        variance = (statistics.influence**2).sum(axis=0)
-        low, high, _ = class_intervals(auc, statistics.positives, statistics.negatives, variance, z, interval)
+        low, high, _ = class_intervals(
+            auc, statistics.positives, statistics.negatives, statistics.variance, z, interval
+        )
 
     if average is None:
         result["roc_auc"] = [float(value) for value in auc]
@@ -566,9 +643,8 @@ def roc_auc_summary(
     statistics = class_statistics(labels, scores)
     _warn_undefined(labels, statistics.auc, names, stacklevel=2)
     z = z_value(confidence_level)
-    variance = (statistics.influence**2).sum(axis=0)
     low, high, uses_score = class_intervals(
-        statistics.auc, statistics.positives, statistics.negatives, variance, z, interval
+        statistics.auc, statistics.positives, statistics.negatives, statistics.variance, z, interval
     )
     value, weights = _average(statistics.auc, statistics.positives, "macro")
     macro_low, macro_high = _average_interval(value, weights, statistics, (low, high), labels, "macro", z, interval)
