@@ -11,8 +11,9 @@ runs after a warm-up:
 - against scikit-learn ``roc_auc_score(average=None)``: the plain NumPy ``multilabel_roc_auc(average=None)``, with
   per-class intervals (``confidence_level=0.95``, the default ``interval="auto"``), and the macro and micro averages
   with their intervals; ``roc_auc_summary`` (per-class and macro intervals and counts), the same on the whole set
-  plus 9 subgroups (sex, 5 age bands, view position: the interval part of a disaggregated evaluation), and the paired
-  comparison ``compare_roc_auc`` of two models;
+  plus 9 subgroups (sex, 5 age bands, view position: the interval part of a disaggregated evaluation) with
+  ``roc_auc_by_subgroup`` (one sort per class) and by slicing each subgroup out, and the paired comparison
+  ``compare_roc_auc`` of two models;
 - against the plain function: ``module.compute(...)`` of the loaded evaluate module (evaluate's own Arrow write and
   read included), without and with intervals, and both on the first 256 rows, which shows evaluate's fixed cost per
   call (cache file, lock, Arrow reader, ``Dataset``). The one-off ``evaluate.load(...)`` is timed once.
@@ -44,7 +45,12 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 if str(REPO_ROOT) not in sys.path:  # the recipe's modules live in the clone, as in transformers' examples
     sys.path.insert(0, str(REPO_ROOT))
 
-from metrics.roc_auc_multilabel import compare_roc_auc, multilabel_roc_auc, roc_auc_summary  # noqa: E402
+from metrics.roc_auc_multilabel import (  # noqa: E402
+    compare_roc_auc,
+    multilabel_roc_auc,
+    roc_auc_by_subgroup,
+    roc_auc_summary,
+)
 
 METRIC_DIR = REPO_ROOT / "metrics" / "roc_auc_multilabel"
 NUM_TEST_IMAGES = 25_596
@@ -102,7 +108,15 @@ def subgroup_masks(male: np.ndarray, age_band: np.ndarray, posteroanterior: np.n
 
 
 def summaries_with_subgroups(labels: np.ndarray, scores: np.ndarray, masks: Dict[str, np.ndarray]) -> None:
-    """``roc_auc_summary`` on the whole set and on each subgroup (undefined classes in a subgroup stay quiet)."""
+    """``roc_auc_summary`` on the whole set, and ``roc_auc_by_subgroup`` (one sort per class for all subgroups)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="ROC AUC", category=RuntimeWarning)
+        roc_auc_summary(labels, scores)
+        roc_auc_by_subgroup(labels, scores, masks)
+
+
+def summaries_of_sliced_subgroups(labels: np.ndarray, scores: np.ndarray, masks: Dict[str, np.ndarray]) -> None:
+    """The same by slicing each subgroup out and summarising it on its own (a sort per subgroup and class)."""
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="ROC AUC", category=RuntimeWarning)
         roc_auc_summary(labels, scores)
@@ -165,6 +179,7 @@ def run(repeats: int, seed: int):
             "plain_micro_ci": lambda: multilabel_roc_auc(labels, scores, average="micro", confidence_level=0.95),
             "summary": lambda: roc_auc_summary(labels, scores),
             "summary_subgroups": lambda: summaries_with_subgroups(labels, scores, masks),
+            "summary_sliced_subgroups": lambda: summaries_of_sliced_subgroups(labels, scores, masks),
             "compare": lambda: compare_roc_auc(labels, scores, other_scores),
         },
         repeats,
@@ -196,7 +211,8 @@ ROW_NAMES = {
     "plain_macro_ci": "`multilabel_roc_auc(confidence_level=0.95)` (macro, MOVER over DeLong correlations)",
     "plain_micro_ci": '`multilabel_roc_auc(average="micro", confidence_level=0.95)` (cluster DeLong)',
     "summary": "`roc_auc_summary` (per-class and macro intervals, counts)",
-    "summary_subgroups": "`roc_auc_summary` on the whole set and on 9 subgroups",
+    "summary_subgroups": "`roc_auc_summary` on the whole set + `roc_auc_by_subgroup` on 9 subgroups",
+    "summary_sliced_subgroups": "the same, each subgroup sliced out and summarised on its own",
     "compare": "`compare_roc_auc` of two models (paired DeLong, per class and macro)",
     "evaluate_compute": "evaluate module `.compute(average=None)` (evaluate's Arrow write + read)",
     "evaluate_compute_ci": "evaluate module `.compute(average=None, confidence_level=0.95)`",

@@ -243,3 +243,45 @@ def test_large_classes_keep_delongs_interval():
         warnings.simplefilter("error")
         auto = mla.multilabel_roc_auc(labels, scores, average=None, confidence_level=0.95)
     assert auto == mla.multilabel_roc_auc(labels, scores, average=None, confidence_level=0.95, interval="delong")
+
+
+# ------------------------------------------------------------------------------------------------------- subgroups
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.int64])
+def test_subgroups_from_one_sort_equal_a_summary_of_each_subgroup(dtype):
+    labels, scores = small_problem(seed=6, num_cases=400)
+    scores = (scores * 100).astype(dtype)  # float64 and int64 take the argsort route, float32 the packed sort
+    rng = np.random.default_rng(6)
+    age = rng.integers(0, 90, size=400)
+    subgroups = {"M": rng.random(400) < 0.55, "18-39": (age >= 18) & (age < 40), "80+": age >= 80}
+    subgroups["F"] = ~subgroups["M"]
+    names = ["a", "b", "c", "d"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", mla.UndefinedAUCWarning)
+        by_subgroup = mla.roc_auc_by_subgroup(labels, scores, subgroups, label_names=names)
+        assert list(by_subgroup) == ["M", "18-39", "80+", "F"]
+        for name, mask in subgroups.items():
+            expected = mla.roc_auc_summary(labels[mask], scores[mask], label_names=names)
+            assert json.dumps(by_subgroup[name]) == json.dumps(expected), name  # NaN-safe exact comparison
+
+
+def test_a_subgroup_without_positives_or_cases_is_named_in_the_warnings():
+    labels, scores = small_problem(seed=7)
+    nobody = np.zeros(120, dtype=bool)
+    no_rare_case = labels[:, 0] == 0
+    with pytest.warns(mla.UndefinedAUCWarning) as caught:
+        result = mla.roc_auc_by_subgroup(labels, scores, {"nobody": nobody, "no rare case": no_rare_case})
+    messages = [str(warning.message) for warning in caught]
+    assert "ROC AUC of class '0' (column 0) in subgroup 'no rare case' is undefined" in messages[-1]
+    assert sum("in subgroup 'nobody'" in message for message in messages) == 4
+    assert result["nobody"]["num_cases"] == 0 and math.isnan(result["nobody"]["macro"]["value"])
+    assert result["nobody"]["macro"]["classes"] == 0
+    assert result["no rare case"]["macro"]["classes"] == 3
+
+
+@pytest.mark.parametrize("mask", [np.ones(119, dtype=bool), np.ones(120, dtype=int), [[True] * 120]])
+def test_a_mask_that_is_not_one_bool_per_case_is_refused_by_name(mask):
+    labels, scores = small_problem(seed=8)
+    with pytest.raises(ValueError, match=r"subgroup 'AP' must be a bool mask of shape \(120,\)"):
+        mla.roc_auc_by_subgroup(labels, scores, {"AP": mask})

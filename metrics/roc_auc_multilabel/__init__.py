@@ -2,7 +2,7 @@
 
 From a clone whose root is on ``sys.path`` (as ``training/run.py`` arranges), without ``evaluate``::
 
-    from metrics.roc_auc_multilabel import compare_roc_auc, multilabel_roc_auc, roc_auc_summary
+    from metrics.roc_auc_multilabel import compare_roc_auc, multilabel_roc_auc, roc_auc_by_subgroup, roc_auc_summary
 """
 
 from .comparison import compare_roc_auc
@@ -13,6 +13,7 @@ from .multilabel_auc import (
     delong_covariance,
     delong_influence,
     multilabel_roc_auc,
+    roc_auc_by_subgroup,
     roc_auc_per_class,
     roc_auc_summary,
     validate_inputs,
@@ -27,6 +28,7 @@ __all__ = [
     "delong_covariance",
     "delong_influence",
     "multilabel_roc_auc",
+    "roc_auc_by_subgroup",
     "roc_auc_per_class",
     "roc_auc_summary",
     "validate_inputs",

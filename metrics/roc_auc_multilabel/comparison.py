@@ -7,7 +7,7 @@ correlated AUCs from the placement values of both models on the same cases::
 
     Var(A - B) = Var(A) + Var(B) - 2 Cov(A, B)
 
-Here each case's DeLong influence on each model's AUC (``multilabel_auc.class_statistics``) is computed for both
+Here each case's DeLong influence on each model's AUC (``delong.class_statistics``) is computed for both
 models, and the variance of the difference is the sum over cases of the squared difference of the two influences.
 For one class this is exactly DeLong's estimate; for the macro mean (over the classes defined in the references), the
 per-case influences are averaged over classes first, so the correlations between classes are kept as well.
@@ -27,7 +27,8 @@ from typing import Any, Dict, Optional, Sequence
 import numpy as np
 
 from .intervals import z_value
-from .multilabel_auc import UndefinedAUCWarning, check_options, class_statistics, validate_inputs
+from .delong import class_statistics
+from .multilabel_auc import UndefinedAUCWarning, check_options, validate_inputs
 
 
 def _difference_entry(auc_a: float, auc_b: float, variance: float, z: float) -> Dict[str, float]:

@@ -1,32 +1,27 @@
 """Multi-label ROC AUC in plain NumPy: exact per-class and averaged AUC, confidence intervals and positive counts.
 
-This file and ``intervals.py`` beside it need nothing but NumPy and the standard library, so a training loop, an
-evaluation script or a benchmark can use them without ``evaluate``. The ``evaluate`` module ``roc_auc_multilabel.py``
-is a thin wrapper around :func:`multilabel_roc_auc`; ``comparison.py`` compares two models on the same cases.
+This file and the ones it imports (``delong.py``, ``intervals.py``) need nothing but NumPy and the standard library,
+so a training loop, an evaluation script or a benchmark can use them without ``evaluate``. The ``evaluate`` module
+``roc_auc_multilabel.py`` is a thin wrapper around :func:`multilabel_roc_auc`; ``comparison.py`` compares two models
+on the same cases.
 
 Shapes: ``references`` and ``prediction_scores`` are ``(N, C)``, N cases (images) by C classes (findings).
 
 How the numbers are computed:
 
-* **AUC.** For one class with ``m`` positive and ``n`` negative cases, AUC is the Mann-Whitney statistic: the share of
-  (positive, negative) pairs in which the positive is scored higher, ties counting one half. Each positive's count of
-  lower-scored negatives comes from a binary search in the sorted negatives, so the statistic is an exact integer
-  (times one half) and the AUC is that integer divided by ``m * n``, rounded once: O(N log N) per class. Integer
-  scores are ranked as integers, never through float64, so scores beyond 2**53 keep their order.
+* **AUC and variance** (``delong.py``): the Mann-Whitney statistic, exact, and DeLong's variance from each case's
+  placement value, O(N log N) per class. Integer scores are ranked as integers, never through float64, so scores
+  beyond 2**53 keep their order.
 * **Averages.** ``"macro"`` and ``"weighted"`` are computed as scikit-learn computes them, with ``np.average`` (for
   ``"weighted"``, with each class's number of positives as its weight), whose summation order does not depend on the
   CPU. ``"micro"`` pools all ``N * C`` (case, class) entries into one binary problem, as scikit-learn does.
-* **Variance.** DeLong et al. (1988): each case's *placement value* (for a positive, the share of negatives scored
-  below it; for a negative, the share of positives scored above it; ties count half) comes from a binary search in the
-  other group's sorted scores, O(N log N) per class as in the midrank algorithm of Sun & Xu (2014), instead of the
-  O(m n) pairwise comparisons.
 * **Across classes.** Every class is scored on the same cases, so their AUCs are correlated. Each case gets one
   influence value per class (its centred placement value, scaled so that the sum of squares over cases is DeLong's
   variance); the covariance of two classes' AUCs is the sum over cases of the product of their influence values.
   When two classes share their references this is exactly DeLong's covariance of two correlated AUCs; otherwise it
   is its delta-method generalisation. For the micro average, entries of one case are not independent: its variance is
   the cluster-robust DeLong variance, the entry-level influence values summed per case before squaring.
-* **Intervals.** See ``intervals.py``: by default (``interval="auto"``) DeLong's logit interval, a score interval for
+* **Intervals** (``intervals.py``): by default (``interval="auto"``) DeLong's logit interval, a score interval for
   classes with few misranked cases (small classes, AUC near 0 or 1, where DeLong's interval under-covers or
   collapses), and MOVER for the macro and weighted averages. ``interval="delong"`` gives DeLong's logit interval
   everywhere, with the average's variance ``w' S w`` from the covariance ``S`` (plus, for ``"weighted"``, the
@@ -37,10 +32,11 @@ from __future__ import annotations
 
 import math
 import warnings
-from typing import Any, Dict, List, NamedTuple, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
+from .delong import ClassStatistics, class_statistics, micro_statistics, per_class_auc, pooled_auc, sort_classes
 from .intervals import (
     INTERVAL_METHODS,
     class_intervals,
@@ -193,43 +189,7 @@ def check_options(
     return names
 
 
-# ------------------------------------------------------------------------------------------------------- the AUC
-
-
-def _two_u_statistic(is_positive: np.ndarray, scores: np.ndarray) -> Tuple[int, int, int]:
-    """Twice the Mann-Whitney U of one class (an exact integer), and its positive and negative counts.
-
-    ``2U = sum over positives of (2 * #negatives scored below + #negatives scored equal)``. Both groups are sorted and
-    the smaller one is searched in the larger one: O(N log N).
-    """
-    positives = np.sort(scores[is_positive])
-    negatives = np.sort(scores[~is_positive])
-    m, n = positives.size, negatives.size
-    if m == 0 or n == 0:
-        return 0, m, n
-    # Binary search of the smaller sorted group in the larger one (sorted queries are cache-friendly).
-    if m <= n:
-        below = np.searchsorted(negatives, positives, side="left")
-        below_or_equal = np.searchsorted(negatives, positives, side="right")
-        two_u = int(below.sum(dtype=np.int64)) + int(below_or_equal.sum(dtype=np.int64))
-    else:
-        below = np.searchsorted(positives, negatives, side="left")
-        below_or_equal = np.searchsorted(positives, negatives, side="right")
-        # each negative contributes 2 * #positives above it + #positives equal to it = 2m - below - below_or_equal
-        two_u = 2 * m * n - int(below.sum(dtype=np.int64)) - int(below_or_equal.sum(dtype=np.int64))
-    return two_u, m, n
-
-
-def _auc_from_counts(two_u: int, m: int, n: int) -> float:
-    # Python's int / int is correctly rounded, so the AUC is the exact fraction rounded once.
-    return two_u / (2 * m * n) if m and n else math.nan
-
-
-def _per_class_auc(labels: np.ndarray, scores: np.ndarray) -> np.ndarray:
-    """AUC per column of validated ``(N, C)`` arrays; NaN where a column has a single class."""
-    labels_t = np.ascontiguousarray(labels.T)
-    scores_t = np.ascontiguousarray(scores.T)
-    return np.array([_auc_from_counts(*_two_u_statistic(y, s)) for y, s in zip(labels_t, scores_t)], dtype=np.float64)
+# ------------------------------------------------------------------------------------------------- per-class AUC
 
 
 def roc_auc_per_class(references, prediction_scores) -> np.ndarray:
@@ -246,153 +206,7 @@ def roc_auc_per_class(references, prediction_scores) -> np.ndarray:
         ValueError: as :func:`validate_inputs`.
     """
     labels, scores = validate_inputs(references, prediction_scores)
-    return _per_class_auc(labels, scores)
-
-
-# ----------------------------------------------------------------------------------------------------- DeLong
-
-
-def _order_preserving_keys(scores: np.ndarray) -> Optional[np.ndarray]:
-    """uint32 keys that order and tie exactly as ``scores`` do, or None when 32 bits can't hold every score exactly
-    (float64 beyond float32's precision, 64-bit integers)."""
-    if scores.dtype.kind == "f":
-        if scores.dtype == np.float32:
-            narrow = scores
-        else:
-            with np.errstate(over="ignore", invalid="ignore"):
-                narrow = scores.astype(np.float32)
-            if not np.array_equal(narrow, scores):
-                return None
-        signed = (narrow + np.float32(0.0)).view(np.int32)  # + 0.0 turns -0.0 into 0.0: one key per value
-        # negative floats: flip the magnitude bits, so that int32 order is float order; then shift to unsigned
-        signed ^= (signed >> 31) & np.int32(0x7FFFFFFF)
-        return signed.view(np.uint32) ^ np.uint32(0x80000000)
-    if scores.dtype.itemsize <= 4:  # integers of up to 32 bits (uint8 from bool)
-        return (scores.astype(np.int64) - np.iinfo(scores.dtype).min).astype(np.uint32)
-    return None
-
-
-def _sort_rows(is_positive: np.ndarray, scores: np.ndarray) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Sort each row of ``(R, L)`` scores: ``(flat_order, sorted_keys, sorted_positive)``, all flat ``(R * L,)``.
-
-    ``flat_order`` lists each row's entries (as indices into the flattened array) from lowest to highest score, row
-    after row; ``sorted_keys`` holds values that are equal exactly where the sorted scores are equal, and
-    ``sorted_positive`` the labels (int8 0/1) in that order.
-
-    Where 32-bit keys hold the scores exactly, each key is packed with its flat index and label into one uint64, which
-    a plain (SIMD) sort orders several times faster than an argsort; other scores are argsorted.
-    """
-    num_rows, length = scores.shape
-    keys = _order_preserving_keys(scores)
-    if keys is None or scores.size >= 2**31:
-        order = np.argsort(scores, axis=1)
-        flat_order = (order + (np.arange(num_rows) * length)[:, None]).ravel()
-        return flat_order, scores.ravel()[flat_order], is_positive.ravel()[flat_order].astype(np.int8)
-    packed = keys.astype(np.uint64)
-    packed <<= np.uint64(32)
-    packed |= np.arange(0, 2 * scores.size, 2, dtype=np.uint64).reshape(scores.shape)
-    packed |= is_positive
-    packed.sort(axis=1)
-    packed = packed.ravel()
-    low_word = (packed & np.uint64(0xFFFFFFFF)).astype(np.intp)
-    return low_word >> 1, packed >> np.uint64(32), (low_word & 1).astype(np.int8)
-
-
-class _DelongRows(NamedTuple):
-    auc: np.ndarray  # float64 (R,), NaN for a row with a single class
-    influence: np.ndarray  # float64 (R, L), in case order; zeros in an undefined row
-    variance: np.ndarray  # float64 (R,): the sum of squared influences of each row
-
-
-def _delong_rows(is_positive: np.ndarray, scores: np.ndarray, *, unbiased: bool = True) -> _DelongRows:
-    """AUC and per-case DeLong influence of every row of ``(R, L)`` problems (R classes of L cases each).
-
-    A case's placement value is, for a positive, the share of its row's negatives scored below it, and for a negative,
-    the share of its row's positives scored above it; ties count one half. Its influence is its placement minus the
-    AUC, divided by ``sqrt(m (m - 1))`` for a positive and ``sqrt(n (n - 1))`` for a negative (``unbiased``, so that
-    the sum of squares over a row is DeLong's unbiased variance ``S10 / m + S01 / n``), or by ``m`` and ``n``
-    (``unbiased=False``: first-order influences, for the cluster-robust variance of the micro average).
-
-    One sort per row, then O(L) work on the tie groups of the sorted rows, all rows at once (as the midrank algorithm
-    of Sun & Xu, 2014): every case of a tie group with the same label has the same placement, so values are computed
-    per (group, label) and gathered once. The AUC is exact: twice the Mann-Whitney U is an integer count.
-    """
-    num_rows, length = scores.shape
-    flat_order, sorted_keys, sorted_positive = _sort_rows(is_positive, scores)
-    total = sorted_keys.size
-    # tie groups: runs of equal scores within a row
-    starts_group = np.empty(total, dtype=bool)
-    starts_group[0] = True
-    np.not_equal(sorted_keys[1:], sorted_keys[:-1], out=starts_group[1:])
-    starts_group[::length] = True
-    counter = np.int32 if total < 2**31 else np.int64
-    group_of_entry = np.cumsum(starts_group, dtype=counter)
-    group_of_entry -= 1
-    group_start = np.flatnonzero(starts_group)
-    positives_before = np.zeros(total + 1, dtype=counter)
-    np.cumsum(sorted_positive, out=positives_before[1:])
-    group_end = np.append(group_start[1:], total)
-    row_of_group = group_start // length
-    positives_below = (positives_before[group_start] - positives_before[row_of_group * length]).astype(np.int64)
-    positives_tied = (positives_before[group_end] - positives_before[group_start]).astype(np.int64)
-    negatives_below = (group_start - row_of_group * length) - positives_below
-    negatives_tied = (group_end - group_start) - positives_tied
-    positives = is_positive.sum(axis=1).astype(np.int64)
-    negatives = length - positives
-    m, n = positives[row_of_group], negatives[row_of_group]
-    # integers per group: 2 * #negatives below + #negatives tied (for its positives), and
-    # 2 * #positives above + #positives tied (for its negatives)
-    twice_below = 2 * negatives_below + negatives_tied
-    twice_above = 2 * (m - positives_below - positives_tied) + positives_tied
-    row_starts = np.searchsorted(row_of_group, np.arange(num_rows))
-    two_u = np.add.reduceat(positives_tied * twice_below, row_starts)
-    auc = np.array([_auc_from_counts(int(u), int(p), int(q)) for u, p, q in zip(two_u, positives, negatives)])
-    defined = ~np.isnan(auc)
-    if unbiased:
-        positive_scale = 1.0 / np.sqrt(np.maximum(positives * (positives - 1), 1))
-        negative_scale = 1.0 / np.sqrt(np.maximum(negatives * (negatives - 1), 1))
-    else:
-        positive_scale, negative_scale = 1.0 / np.maximum(positives, 1), 1.0 / np.maximum(negatives, 1)
-    centre = np.where(defined, auc, 0.0)[row_of_group]
-    weight = np.where(defined, 1.0, 0.0)[row_of_group]
-    by_group_and_label = np.empty((group_start.size, 2), dtype=np.float64)
-    by_group_and_label[:, 0] = (twice_above / (2.0 * np.maximum(m, 1)) - centre) * (negative_scale[row_of_group] * weight)
-    by_group_and_label[:, 1] = (twice_below / (2.0 * np.maximum(n, 1)) - centre) * (positive_scale[row_of_group] * weight)
-    squares = negatives_tied * by_group_and_label[:, 0] ** 2 + positives_tied * by_group_and_label[:, 1] ** 2
-    variance = np.add.reduceat(squares, row_starts)
-    group_of_entry *= 2
-    group_of_entry += sorted_positive
-    influence = np.empty((num_rows, length), dtype=np.float64)
-    influence.ravel()[flat_order] = by_group_and_label.ravel()[group_of_entry]
-    return _DelongRows(auc, influence, variance)
-
-
-class ClassStatistics(NamedTuple):
-    """Per-class AUC, counts and DeLong influence of validated ``(N, C)`` inputs (see :func:`class_statistics`)."""
-
-    auc: np.ndarray
-    """float64 ``(C,)``; NaN for a class whose references are all 0 or all 1."""
-    positives: np.ndarray
-    """int64 ``(C,)``."""
-    negatives: np.ndarray
-    """int64 ``(C,)``."""
-    influence: np.ndarray
-    """float64 ``(N, C)``: each case's influence on each class's AUC; zeros in an undefined class's column.
-    ``influence.T @ influence`` is DeLong's covariance matrix; its diagonal is DeLong's variance of each class."""
-    variance: np.ndarray
-    """float64 ``(C,)``: DeLong's variance of each class's AUC (0 for an undefined class)."""
-
-
-def class_statistics(labels: np.ndarray, scores: np.ndarray) -> ClassStatistics:
-    """AUC, counts and DeLong influence of every class, for arrays already checked by :func:`validate_inputs`.
-
-    The influence of a positive case is ``(placement - AUC) / sqrt(m (m - 1))``, of a negative one
-    ``(placement - AUC) / sqrt(n (n - 1))``, so that the sum of squares over cases is DeLong's unbiased variance
-    ``S10 / m + S01 / n``.
-    """
-    positives = labels.sum(axis=0).astype(np.int64)
-    rows = _delong_rows(np.ascontiguousarray(labels.T), np.ascontiguousarray(scores.T))
-    return ClassStatistics(rows.auc, positives, labels.shape[0] - positives, rows.influence.T, rows.variance)
+    return per_class_auc(labels, scores)
 
 
 def delong_influence(references, prediction_scores) -> Tuple[np.ndarray, np.ndarray]:
@@ -424,37 +238,25 @@ def delong_covariance(references, prediction_scores) -> Tuple[np.ndarray, np.nda
     return auc, influence.T @ influence
 
 
-def _micro_statistics(labels: np.ndarray, scores: np.ndarray) -> Tuple[float, int, int, float]:
-    """Micro AUC, pooled positive and negative counts, and its cluster-robust DeLong variance.
-
-    The entry-level influences ``(placement - AUC) / m`` (positives) and ``/ n`` (negatives) are summed over each
-    case's C entries, so that the correlation between a case's entries is kept.
-    """
-    flat_labels = labels.ravel()
-    m = int(flat_labels.sum())
-    rows = _delong_rows(flat_labels[None, :], scores.reshape(1, -1), unbiased=False)
-    auc = float(rows.auc[0])
-    if math.isnan(auc):
-        return auc, m, flat_labels.size - m, math.nan
-    entry_influence = rows.influence[0]
-    per_case = entry_influence.reshape(labels.shape).sum(axis=1)
-    num_cases = labels.shape[0]
-    return auc, m, flat_labels.size - m, float(per_case @ per_case) * num_cases / max(num_cases - 1, 1)
-
-
 # --------------------------------------------------------------------------------------------------- averaging
 
 
-def _warn_undefined(labels: np.ndarray, auc: np.ndarray, names: Optional[List[str]], stacklevel: int) -> None:
-    """One :data:`UndefinedAUCWarning` per undefined class; ``stacklevel`` counts from the caller of this function."""
-    num_cases = labels.shape[0]
-    for column in np.flatnonzero(np.isnan(auc)):
+def _warn_undefined(
+    positives: np.ndarray, num_cases: int, names: Optional[List[str]], stacklevel: int, subgroup: Optional[str] = None
+) -> None:
+    """One :data:`UndefinedAUCWarning` per class with no positive or no negative case among ``num_cases``;
+    ``stacklevel`` counts from the caller of this function."""
+    where = f" in subgroup {subgroup!r}" if subgroup is not None else ""
+    for column in np.flatnonzero((positives == 0) | (positives == num_cases)):
         name = names[column] if names is not None else f"column {column}"
-        only = int(labels[0, column])
+        if num_cases == 0:
+            reason = "the subgroup has no case"
+        else:
+            only = int(positives[column] == num_cases)
+            reason = f"all {num_cases} references are {only}, with no {'negative' if only else 'positive'} case"
         warnings.warn(
-            f"ROC AUC of class {name!r} (column {column}) is undefined: all {num_cases} references are {only}, with "
-            f"no {'negative' if only else 'positive'} case. It is reported as NaN and left out of the macro and "
-            "weighted averages",
+            f"ROC AUC of class {name!r} (column {column}){where} is undefined: {reason}. It is reported as NaN and "
+            "left out of the macro and weighted averages",
             UndefinedAUCWarning,
             stacklevel=stacklevel + 1,
         )
@@ -474,7 +276,7 @@ def _average(auc: np.ndarray, positives: np.ndarray, average: str) -> Tuple[floa
 
 
 def _average_interval(
-    value: float, weights: np.ndarray, statistics: ClassStatistics, bounds, labels: np.ndarray, average: str,
+    value: float, weights: np.ndarray, statistics: ClassStatistics, bounds, labels: Optional[np.ndarray], average: str,
     z: float, interval: str,
 ) -> Tuple[float, float]:
     """Interval of a macro or weighted average: MOVER over the per-class intervals, or, for ``interval="delong"``,
@@ -515,8 +317,8 @@ def _report(
         statistics = class_statistics(labels, scores)
         auc = statistics.auc
     else:
-        statistics, auc = None, _per_class_auc(labels, scores)
-    _warn_undefined(labels, auc, names, stacklevel=3)
+        statistics, auc = None, per_class_auc(labels, scores)
+    _warn_undefined(labels.sum(axis=0), labels.shape[0], names, stacklevel=3)
     result: Dict[str, MetricValue] = {}
 
     if want_interval:
@@ -533,9 +335,9 @@ def _report(
             result["roc_auc_positives"] = [int(count) for count in statistics.positives]
     elif average == "micro":
         if want_interval:
-            value, m, n, micro_variance = _micro_statistics(labels, scores)
+            value, m, n, micro_variance = micro_statistics(labels, scores)
         else:
-            value = _auc_from_counts(*_two_u_statistic(labels.ravel(), scores.ravel()))
+            value = pooled_auc(labels, scores)
         if math.isnan(value):
             warnings.warn(
                 f"ROC AUC (micro average) is undefined: every reference is {int(labels.flat[0])}. It is reported as NaN",
@@ -606,6 +408,41 @@ def multilabel_roc_auc(
     )
 
 
+def _check_summary_options(num_classes: int, label_names, confidence_level, interval) -> List[str]:
+    if confidence_level is None:
+        raise ValueError("confidence_level must be a number in (0, 1), such as 0.95; got None")
+    names = check_options(num_classes, "macro", label_names, confidence_level, interval)
+    return names if names is not None else [str(column) for column in range(num_classes)]
+
+
+def _summary(statistics: ClassStatistics, names: List[str], confidence_level: float, interval: str) -> Dict[str, Any]:
+    """The nested report of :func:`roc_auc_summary` from one set of class statistics."""
+    z = z_value(confidence_level)
+    low, high, uses_score = class_intervals(
+        statistics.auc, statistics.positives, statistics.negatives, statistics.variance, z, interval
+    )
+    value, weights = _average(statistics.auc, statistics.positives, "macro")
+    macro_low, macro_high = _average_interval(value, weights, statistics, (low, high), None, "macro", z, interval)
+    per_class = {}
+    for column, name in enumerate(names):
+        defined = not math.isnan(statistics.auc[column])
+        per_class[name] = {
+            "value": float(statistics.auc[column]),
+            "ci_low": float(low[column]),
+            "ci_high": float(high[column]),
+            "positives": int(statistics.positives[column]),
+            "negatives": int(statistics.negatives[column]),
+            "interval": ("score" if uses_score[column] else "delong") if defined else None,
+        }
+    return {
+        "num_cases": int(statistics.positives[0] + statistics.negatives[0]),
+        "confidence_level": float(confidence_level),
+        "interval": interval,
+        "macro": {"value": value, "ci_low": macro_low, "ci_high": macro_high, "classes": int((weights > 0).sum())},
+        "per_class": per_class,
+    }
+
+
 def roc_auc_summary(
     references,
     prediction_scores,
@@ -636,38 +473,58 @@ def roc_auc_summary(
         ValueError: as :func:`multilabel_roc_auc`, and for a ``confidence_level`` of None.
     """
     labels, scores = validate_inputs(references, prediction_scores)
-    if confidence_level is None:
-        raise ValueError("confidence_level must be a number in (0, 1), such as 0.95; got None")
-    names = check_options(labels.shape[1], "macro", label_names, confidence_level, interval)
-    names = names if names is not None else [str(column) for column in range(labels.shape[1])]
+    names = _check_summary_options(labels.shape[1], label_names, confidence_level, interval)
     statistics = class_statistics(labels, scores)
-    _warn_undefined(labels, statistics.auc, names, stacklevel=2)
-    z = z_value(confidence_level)
-    low, high, uses_score = class_intervals(
-        statistics.auc, statistics.positives, statistics.negatives, statistics.variance, z, interval
-    )
-    value, weights = _average(statistics.auc, statistics.positives, "macro")
-    macro_low, macro_high = _average_interval(value, weights, statistics, (low, high), labels, "macro", z, interval)
-    per_class = {}
-    for column, name in enumerate(names):
-        defined = not math.isnan(statistics.auc[column])
-        per_class[name] = {
-            "value": float(statistics.auc[column]),
-            "ci_low": float(low[column]),
-            "ci_high": float(high[column]),
-            "positives": int(statistics.positives[column]),
-            "negatives": int(statistics.negatives[column]),
-            "interval": ("score" if uses_score[column] else "delong") if defined else None,
-        }
-    return {
-        "num_cases": int(labels.shape[0]),
-        "confidence_level": float(confidence_level),
-        "interval": interval,
-        "macro": {
-            "value": value,
-            "ci_low": macro_low,
-            "ci_high": macro_high,
-            "classes": int((weights > 0).sum()),
-        },
-        "per_class": per_class,
-    }
+    _warn_undefined(statistics.positives, labels.shape[0], names, stacklevel=2)
+    return _summary(statistics, names, confidence_level, interval)
+
+
+def roc_auc_by_subgroup(
+    references,
+    prediction_scores,
+    subgroups: Mapping[str, Any],
+    *,
+    label_names: Optional[Sequence[str]] = None,
+    confidence_level: float = 0.95,
+    interval: str = "auto",
+) -> Dict[str, Dict[str, Any]]:
+    """:func:`roc_auc_summary` of each subgroup of the cases (sex, age band, view position, ...), from one sort.
+
+    Each class is sorted once; a subgroup's cases are a subsequence of that order, so a subgroup costs O(N) instead
+    of a sort of its own. The result is the same as ``roc_auc_summary(references[mask], prediction_scores[mask])``
+    for each mask.
+
+    Args:
+        references: ``(N, C)`` array-like of 0/1.
+        prediction_scores: ``(N, C)`` array-like of finite real scores.
+        subgroups: subgroup name → bool array-like ``(N,)``, True for the cases in the subgroup. Subgroups may overlap
+            and need not cover every case.
+        label_names, confidence_level, interval: as :func:`roc_auc_summary`.
+
+    Returns:
+        subgroup name → the :func:`roc_auc_summary` dict of that subgroup, in the order of ``subgroups``. A class
+        without positives (or without negatives) in a subgroup is NaN there, left out of that subgroup's macro mean,
+        and named in an :data:`UndefinedAUCWarning` that names the subgroup. An empty subgroup has ``num_cases`` 0
+        and NaN everywhere.
+
+    Raises:
+        ValueError: as :func:`roc_auc_summary`, and for a mask that is not N booleans (naming the subgroup).
+    """
+    labels, scores = validate_inputs(references, prediction_scores)
+    names = _check_summary_options(labels.shape[1], label_names, confidence_level, interval)
+    masks = {}
+    for subgroup, mask in subgroups.items():
+        mask = np.asarray(mask)
+        if mask.dtype != bool or mask.shape != (labels.shape[0],):
+            raise ValueError(
+                f"subgroup {subgroup!r} must be a bool mask of shape ({labels.shape[0]},), one entry per case; got "
+                f"dtype {mask.dtype} and shape {mask.shape}"
+            )
+        masks[subgroup] = mask
+    sorted_classes = sort_classes(labels, scores)
+    summaries = {}
+    for subgroup, mask in masks.items():
+        statistics = class_statistics(labels, scores, subgroup=mask, sorted_classes=sorted_classes)
+        _warn_undefined(statistics.positives, int(mask.sum()), names, stacklevel=2, subgroup=subgroup)
+        summaries[subgroup] = _summary(statistics, names, confidence_level, interval)
+    return summaries

@@ -3,8 +3,10 @@
 import datasets
 import evaluate
 
-# evaluate copies into its module cache only the files that this script imports itself, so each helper is imported
-# here by name.
+# evaluate copies into its module cache only the files that this script imports itself, so each helper file that
+# multilabel_auc.py needs is imported here too (and, as evaluate reads the rest of such a line as a download URL, with
+# no comment after it).
+from .delong import exact_auc
 from .intervals import INTERVAL_METHODS
 from .multilabel_auc import multilabel_roc_auc
 
