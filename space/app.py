@@ -97,7 +97,8 @@ class FindingsPage:
             drawn = overlay(view, explanation.heatmaps[finding])
         except Exception as error:  # noqa: BLE001 - a failed heatmap must not take the probabilities with it
             logger.exception("the heatmap of %s failed", finding)
-            return view, f"The heatmap of {finding} could not be computed ({type(error).__name__}: {error})."
+            reason = (str(error).strip().splitlines() or [""])[0]
+            return view, f"The heatmap of {finding} could not be computed ({type(error).__name__}: {reason})."
         return drawn, f"Heatmap of **{finding}**: brighter is where the model's score for it depends on most."
 
     def predict(self, image: gr.FileData) -> Dict[str, float]:
@@ -110,6 +111,10 @@ class FindingsPage:
         finally:
             _forget_upload(path)
         return self.findings_model.probabilities(model_view(radiograph.image))
+
+    def clear(self) -> Tuple[Any, ...]:
+        """The outputs of a page with nothing uploaded."""
+        return self._empty(NOTHING_YET)
 
     # -- helpers -----------------------------------------------------------------------------------------------------
     def _load_explain(self) -> Optional[Callable]:
@@ -160,7 +165,7 @@ def build_page(findings_model: FindingsModel, explain: Optional[Callable] = None
         view = gr.State(None)
         outputs = [message, chart, tags, finding, heatmap_image, heatmap_note, view]
         upload.upload(page.analyse_upload, inputs=[upload], outputs=outputs, api_visibility="private")
-        upload.clear(lambda: page._empty(NOTHING_YET), outputs=outputs, api_visibility="private")
+        upload.clear(page.clear, outputs=outputs, api_visibility="private")
         if examples:
             with example_area:
                 gr.Examples(examples=[[str(path)] for path in examples], inputs=[upload], outputs=outputs,

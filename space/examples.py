@@ -7,6 +7,8 @@ window), so that the DICOM path can be tried without a DICOM file of one's own.
 
 from __future__ import annotations
 
+import atexit
+import shutil
 import tempfile
 from pathlib import Path
 from typing import List, Sequence, Tuple
@@ -23,15 +25,18 @@ DICOM_EXAMPLE_FINDINGS: Tuple[str, ...] = ("Pneumothorax",)
 
 
 def example_files(app_folder: Path) -> List[Path]:
-    """The examples to offer: ``app_folder/examples/*`` when it exists, else fresh ones in a temporary folder.
+    """The examples to offer: ``app_folder/examples/*`` when it exists, else fresh ones in a temporary folder
+    (removed when the process ends).
 
     Returns an empty list when neither is possible (no ``examples/`` and ``nih_chestxray14`` not installed).
     """
     folder = Path(app_folder) / EXAMPLES_FOLDER
     if folder.is_dir():
         return sorted(path for path in folder.iterdir() if path.is_file())
+    drawn = Path(tempfile.mkdtemp(prefix="chestxray14-examples-"))
+    atexit.register(shutil.rmtree, drawn, ignore_errors=True)
     try:
-        return write_examples(Path(tempfile.mkdtemp(prefix="chestxray14-examples-")))
+        return write_examples(drawn)
     except ImportError:
         return []
 

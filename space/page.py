@@ -22,10 +22,10 @@ CSS = """
 #findings table { width: 100%; table-layout: fixed; border-collapse: collapse; font-variant-numeric: tabular-nums; }
 #findings th, #findings td { padding: 2px 6px; vertical-align: middle; border: none; white-space: nowrap; }
 #findings th { text-align: left; border-bottom: 1px solid #d0d4da; }
-#findings th:nth-child(1) { width: 27%; }
-#findings th:nth-child(3) { width: 15%; }
-#findings th:nth-child(4) { width: 12%; }
-#findings th:nth-child(5) { width: 14%; }
+#findings th:nth-child(1) { width: 26%; }
+#findings th:nth-child(3) { width: 19%; }
+#findings th:nth-child(4) { width: 13%; }
+#findings th:nth-child(5) { width: 17%; }
 #findings td.finding { overflow: hidden; text-overflow: ellipsis; }
 #findings .track { background: #eef0f3; height: 14px; border-radius: 3px; }
 #findings .fill { background: #6b7b93; height: 14px; border-radius: 3px; }

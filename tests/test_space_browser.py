@@ -4,7 +4,8 @@ The app is served on 127.0.0.1 from this process with a tiny random ViT saved as
 ``thresholds.json``, and a test double of ``explain`` (the heatmap function of ``training/heatmaps.py``) that records
 what it was asked. Each test opens a fresh page, uploads a file and reads what the page shows.
 
-Set ``UPDATE_SPACE_SCREENSHOT=1`` to also rewrite ``space/screenshot.png``, the README's picture of the page.
+Set ``UPDATE_SPACE_SCREENSHOT=1`` to also rewrite ``space/screenshot.png``, the README's picture of the page, and
+``SPACE_SCREENSHOT_MODEL`` to a model folder (``demo-output``) to take it with that model rather than the test's.
 """
 
 from __future__ import annotations
@@ -256,7 +257,8 @@ def test_the_readme_screenshot_is_taken_from_the_page(browser, served, tmp_path,
     from findings import FindingsModel as Model
 
     examples = write_examples(tmp_path / "examples", size=256)
-    blocks, url = _serve(Model.load(str(served.model_folder)), None, examples, monkeypatch, served.uploads)
+    model = os.environ.get("SPACE_SCREENSHOT_MODEL") or str(served.model_folder)
+    blocks, url = _serve(Model.load(model), None, examples, monkeypatch, served.uploads)
     try:
         context = browser.new_context(viewport={"width": 1400, "height": 860})
         tab = context.new_page()
