@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import logging
+import sys
 
 import pytest
 import yaml
@@ -111,3 +112,31 @@ def test_the_staged_readme_keeps_the_space_yaml(tmp_path):
         key: value for key, value in template.items() if key not in ("models", "sdk_version")
     }
     assert metadata["models"] == ["someone/model"]
+
+
+def test_the_space_imports_nothing_its_requirements_do_not_install(tmp_path):
+    """Every module the staged Space imports is its own, Python's, gradio's, or installed by its requirements.txt.
+
+    ``training/heatmaps.py`` is staged too when this checkout has it, so the copy the Space runs is checked as well.
+    """
+    import ast
+    import re
+
+    folder = stage_space("someone/model", "someone/demo", tmp_path / "staged")
+    own = {path.stem for path in folder.glob("*.py")}
+    requirement_names = {re.split(r"[<>=\[ ]", line)[0].lower() for line in
+                         (folder / "requirements.txt").read_text().splitlines() if line and not line.startswith("#")}
+    import_names = {"pillow": "PIL", "huggingface_hub": "huggingface_hub", "pylibjpeg-libjpeg": "libjpeg",
+                    "pylibjpeg-openjpeg": "openjpeg"}
+    installed = {import_names.get(name, name) for name in requirement_names} | {"gradio", "gradio_client"}
+    # examples.write_examples draws new examples with nih_chestxray14; a Space has examples/ and never calls it.
+    drawn_here_only = {("examples.py", "nih_chestxray14")}
+    for path in folder.glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = [alias.name for alias in node.names] if isinstance(node, ast.Import) else (
+                [node.module] if isinstance(node, ast.ImportFrom) and node.level == 0 else [])
+            for name in names:
+                top = name.split(".")[0]
+                if top in sys.stdlib_module_names or top in own or top in installed:
+                    continue
+                assert (path.name, top) in drawn_here_only, f"{path.name} imports {name}, which the Space lacks"
