@@ -15,7 +15,7 @@ $(VENV)/.installed-train: setup.cfg constraints.txt | $(BIN)/activate
 	touch $@
 
 $(VENV)/.installed-test: setup.cfg constraints.txt | $(BIN)/activate
-	$(PIP) install --quiet -c constraints.txt -e ".[train,test]"
+	$(PIP) install --quiet -c constraints.txt -e ".[train,test,space]"
 	touch $@ $(VENV)/.installed-train
 
 demo: $(VENV)/.installed-train  ## the offline demo: synthetic release, tiny ViT, CPU, about a minute
