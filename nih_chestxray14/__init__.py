@@ -48,12 +48,12 @@ Bad input raises a subclass of :class:`nih_chestxray14.errors.NIHChestXray14Erro
 :class:`nih_chestxray14.labels.UnknownFindingError`) that names the file, row or archive member.
 """
 
-from .builder import NIHChestXray14, NIHChestXray14Config
+from .builder import BUILDER_MODULE, DATA_FILES_REFUSED, DATASET_NAME, NIHChestXray14, NIHChestXray14Config, code_hash
+from .datasets_compat import register
 from .labels import LABELS, NO_FINDING, NUM_LABELS
 from .loading import load
-from .registration import register
 from .schema import FEATURES
 
-register()
+register(DATASET_NAME, BUILDER_MODULE, code_hash(), DATA_FILES_REFUSED)
 
 __all__ = ["FEATURES", "LABELS", "NO_FINDING", "NUM_LABELS", "NIHChestXray14", "NIHChestXray14Config", "load"]
