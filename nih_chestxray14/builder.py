@@ -18,7 +18,7 @@ import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterator, List, Optional, Sequence
 
 import datasets
 
@@ -37,7 +37,7 @@ from .sources import (
     release_fingerprint,
 )
 from .splits import SPLITS, assign_splits, check_validation_fraction
-from .workers import end_with_parent
+from .workers import children_end_with_this_process, end_with_parent
 
 logger = logging.getLogger(__name__)
 
@@ -166,13 +166,15 @@ class NIHChestXray14(datasets.GeneratorBasedBuilder):
         super().__init__(*args, data_dir=data_dir, hash=hash or code_hash(), **kwargs)
 
     def download_and_prepare(self, output_dir: Optional[str] = None, *args, **kwargs) -> None:
-        """``datasets``' own, after removing the half-written build a killed run left behind, and removing the
-        empty lock folders a failed build leaves (see :mod:`.datasets_compat`)."""
+        """``datasets``' own, after removing the half-written build a killed run left behind, with the processes it
+        starts ending with this one (:mod:`.workers`), and removing the empty lock folders a failed build leaves
+        (:mod:`.datasets_compat`)."""
         local = output_dir is None or "://" not in os.fspath(output_dir)
         if local:
             discard_stale_build(os.fspath(output_dir or self.cache_dir))
         try:
-            super().download_and_prepare(output_dir, *args, **kwargs)
+            with children_end_with_this_process():
+                super().download_and_prepare(output_dir, *args, **kwargs)
         except BaseException:
             if local and output_dir is None:
                 remove_lock_folders(self.cache_dir)
@@ -220,8 +222,10 @@ class NIHChestXray14(datasets.GeneratorBasedBuilder):
             if source.layout == "extracted":
                 gen_kwargs["files"] = [source.files[name] for name in names]
             else:
-                archives = _archives_holding(names, index, source.archives)
-                gen_kwargs["archives"] = [(path, dl_manager.iter_archive(path)) for path in archives]
+                archives = [(path, dl_manager.iter_archive(path)) for path in _archives_holding(names, index, source)]
+                # Without an index (streaming), one pass must read them all to tell what is missing: a tuple, which
+                # datasets does not shard. With an index, each archive is a shard.
+                gen_kwargs["archives"] = archives if index is not None else tuple(archives)
                 gen_kwargs["num_archives"] = len(archives)
             generators.append(datasets.SplitGenerator(name=split, gen_kwargs=gen_kwargs))
         return generators
@@ -256,9 +260,9 @@ class NIHChestXray14(datasets.GeneratorBasedBuilder):
         return index_archives(source.archives, dl_manager.iter_archive, dl_manager.download_config.num_proc or 1)
 
 
-def _archives_holding(names: Sequence[str], index: Optional[Dict[str, str]], archives: Tuple[str, ...]) -> List[str]:
+def _archives_holding(names: Sequence[str], index: Optional[Dict[str, str]], source: ImageSource) -> List[str]:
     """The archives, in NIH's order, that hold any of ``names`` (all of them when there is no index)."""
     if index is None:
-        return list(archives)
+        return list(source.archives)
     holding = {index[name] for name in names}
-    return [path for path in archives if path in holding]
+    return [path for path in source.archives if path in holding]

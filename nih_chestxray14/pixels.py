@@ -3,8 +3,12 @@
 - :func:`check_png` proves, without building an image, that a PNG will decode: signature, every chunk's CRC-32,
   a header within :data:`MAX_IMAGE_SIDE`, image data that inflates to exactly the size the header declares with a
   valid filter byte on every row, and a closing ``IEND``. A decompression bomb is refused from its header alone.
-- :func:`resize_png` decodes with Pillow, makes the pixels 8-bit grey (:func:`gray_pixels`), resizes the shorter
-  side by area averaging and re-encodes with :func:`encode_gray_png`.
+- :func:`resize_png` checks the header (the same limits), decodes with Pillow, makes the pixels 8-bit grey
+  (:func:`gray_pixels`), resizes the shorter side by area averaging and re-encodes with :func:`encode_gray_png`.
+  Whatever Pillow cannot decode is refused. One thing Pillow decodes without a word is image data that is valid
+  but ends early (or late), which only a faulty encoder writes: it pads the missing rows. :func:`check_png` refuses
+  that too, but running it before the decode would cost about two thirds of a decode again, so the resized configs
+  do not (figures: ``benchmarks/README.md``).
 - :func:`encode_gray_png` writes an 8-bit grayscale PNG. At ``compress_level=0`` (the resized configs) it writes
   the rows unfiltered in stored deflate blocks, which Pillow's writer cannot: Pillow filters every row, so a
   reader must unfilter on every epoch. Benchmarks: ``benchmarks/README.md``.
