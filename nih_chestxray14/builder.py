@@ -220,13 +220,9 @@ class NIHChestXray14(datasets.GeneratorBasedBuilder):
                 "boxes": {name: release.boxes[name] for name in names if name in release.boxes},
             }
             if source.layout == "extracted":
-                gen_kwargs["files"] = [source.files[name] for name in names]
+                gen_kwargs.update(self._file_shards(names, source))
             else:
-                archives = [(path, dl_manager.iter_archive(path)) for path in _archives_holding(names, index, source)]
-                # Without an index (streaming), one pass must read them all to tell what is missing: a tuple, which
-                # datasets does not shard. With an index, each archive is a shard.
-                gen_kwargs["archives"] = archives if index is not None else tuple(archives)
-                gen_kwargs["num_archives"] = len(archives)
+                gen_kwargs.update(self._archive_shards(names, source, index, dl_manager))
             generators.append(datasets.SplitGenerator(name=split, gen_kwargs=gen_kwargs))
         return generators
 
@@ -259,10 +255,18 @@ class NIHChestXray14(datasets.GeneratorBasedBuilder):
             return None
         return index_archives(source.archives, dl_manager.iter_archive, dl_manager.download_config.num_proc or 1)
 
+    @staticmethod
+    def _file_shards(names: Sequence[str], source: ImageSource) -> Dict[str, Any]:
+        """``gen_kwargs`` for extracted PNGs: a shard is one file."""
+        return {"files": [source.files[name] for name in names]}
 
-def _archives_holding(names: Sequence[str], index: Optional[Dict[str, str]], source: ImageSource) -> List[str]:
-    """The archives, in NIH's order, that hold any of ``names`` (all of them when there is no index)."""
-    if index is None:
-        return list(source.archives)
-    holding = {index[name] for name in names}
-    return [path for path in source.archives if path in holding]
+    @staticmethod
+    def _archive_shards(names: Sequence[str], source: ImageSource, index, dl_manager) -> Dict[str, Any]:
+        """``gen_kwargs`` for archives, read in place: a shard is one archive holding any of ``names``. Without an
+        index (streaming), every archive, as a tuple, which ``datasets`` does not shard: one pass reads them all and
+        so can tell which images are missing."""
+        holding = None if index is None else {index[name] for name in names}
+        archives = [
+            (path, dl_manager.iter_archive(path)) for path in source.archives if holding is None or path in holding
+        ]
+        return {"archives": archives if index is not None else tuple(archives), "num_archives": len(archives)}

@@ -174,6 +174,18 @@ def test_a_decompression_bomb_is_refused_at_build_time(config, extracted, tmp_pa
         nih_chestxray14.load(config, data_dir=str(extracted), cache_dir=str(tmp_path / "cache"))
 
 
+def test_a_crc_valid_png_whose_image_data_does_not_decode_is_refused_by_default(extracted, tmp_path):
+    victim = extracted / "images" / raw_list(extracted, "train_val_list.txt")[0]
+    png = victim.read_bytes()
+    start = png.index(b"IDAT") - 4
+    length = int.from_bytes(png[start:start + 4], "big")
+    garbage = np.random.default_rng(1).bytes(length)
+    idat = b"IDAT" + garbage
+    victim.write_bytes(png[:start + 4] + idat + zlib.crc32(idat).to_bytes(4, "big") + png[start + 12 + length:])
+    with pytest.raises(CorruptImageError, match=rf"{victim.name} is corrupt: its image data does not inflate"):
+        nih_chestxray14.load(data_dir=str(extracted), cache_dir=str(tmp_path / "cache"))
+
+
 def test_streaming_reports_an_image_missing_from_the_archives(archives):
     missing = raw_list(archives, "test_list.txt")[-1]
     drop_member(archives, missing)
