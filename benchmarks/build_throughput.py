@@ -7,7 +7,7 @@ then measures, in one run on one machine:
 - ``default`` and ``resized-256`` builds with ``num_proc=1``, and the ratio of each to the bound;
 - the same builds with ``num_proc=2``, and their speed-up over one process (wall clock);
 - with ``--compare-with DIR``: the same builds with the ``nih_chestxray14`` package in ``DIR`` (say, an older
-  checkout), alternating with this one, and the ratio of the two;
+  checkout: ``git archive REV nih_chestxray14 | tar -x -C DIR``), alternating with this one, and their ratio;
 - the parts of a build, each next to a decode: the PNG check of ``default`` (``check_png``), reading the archives'
   member headers before generation (``index_archives``), and the release fingerprint of an extracted release of
   112,120 PNGs (one ``stat`` per file);
@@ -39,11 +39,12 @@ import tarfile
 import tempfile
 import time
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Dict, List
 
 import numpy as np
 from PIL import Image
 
+import nih_chestxray14
 from nih_chestxray14.archives import archive_name
 from nih_chestxray14.pixels import check_png, encode_gray_png
 from nih_chestxray14.sample import encode_png, make_release, synthetic_xray
@@ -134,18 +135,18 @@ def decode_all(payloads: List[bytes]) -> None:
             image.load()
 
 
-def build(package: Optional[Path], data_dir: Path, cache: Path, config: str, num_proc: int) -> Dict[str, float]:
-    """Wall and CPU seconds of one full build into a fresh cache, in its own process."""
+def build(package: Path, data_dir: Path, cache: Path, config: str, num_proc: int) -> Dict[str, float]:
+    """Wall and CPU seconds of one full build into a fresh cache, in its own process, with the ``nih_chestxray14``
+    package found in ``package``."""
     environment = dict(os.environ)
-    if package is not None:
-        environment["PYTHONPATH"] = os.pathsep.join(filter(None, [str(package), environment.get("PYTHONPATH")]))
+    environment["PYTHONPATH"] = os.pathsep.join(filter(None, [str(package), environment.get("PYTHONPATH")]))
     result = subprocess.run([sys.executable, "-c", BUILD, config, str(data_dir), str(cache), str(num_proc)],
-                            env=environment, capture_output=True, text=True, check=True)
+                            env=environment, cwd=cache.parent, capture_output=True, text=True, check=True)
     shutil.rmtree(cache)
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
-def time_builds(packages: Dict[str, Optional[Path]], data_dir: Path, scratch: Path, repeats: int) -> Dict[tuple, dict]:
+def time_builds(packages: Dict[str, Path], data_dir: Path, scratch: Path, repeats: int) -> Dict[tuple, dict]:
     """The best (by wall clock) of ``repeats`` builds per (package, config, num_proc), packages alternating."""
     best: Dict[tuple, dict] = {}
     for attempt in range(repeats):
@@ -194,7 +195,7 @@ def writer_costs(payloads: List[bytes], repeats: int) -> Dict[str, tuple]:
 
 def main() -> None:
     args = parse_args()
-    packages: Dict[str, Optional[Path]] = {"this": None}
+    packages = {"this": Path(nih_chestxray14.__file__).resolve().parents[1]}
     if args.compare_with is not None:
         packages["compared"] = args.compare_with.resolve()
     with tempfile.TemporaryDirectory(dir=args.workdir) as scratch_name:
