@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import io
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -92,11 +91,11 @@ def truncate_csv(release):
     csv_path.write_text("".join(lines[:-2]))
 
 
-def wrong_patient(release):
+def set_patient_id(release, value):
     csv_path = release / "Data_Entry_2017_v2020.csv"
     lines = csv_path.read_text().splitlines(keepends=True)
     cells = lines[1].split(",")
-    cells[3] = str(int(cells[3]) + 1)
+    cells[3] = value(int(cells[3]))
     lines[1] = ",".join(cells)
     csv_path.write_text("".join(lines))
 
@@ -111,7 +110,10 @@ PRE_GENERATION_FAULTS = {
                            CorruptArchiveError, r"images_003\.tar\.gz is damaged at its start"),
     "one image in two archives": (copy_member_to_another_archive, ImageSourceError, r"occurs twice"),
     "CSV cut at a line boundary": (truncate_csv, MetadataError, r"has no row for 2 of the"),
-    "patient id unlike the file name": (wrong_patient, MetadataError, r"differs from patient"),
+    "patient id unlike the file name": (lambda rel: set_patient_id(rel, lambda patient: str(patient + 1)),
+                                        MetadataError, r"Data_Entry_2017_v2020\.csv, line 2: Patient ID \d+ differs"),
+    "patient id out of range": (lambda rel: set_patient_id(rel, lambda patient: "99999999999"), MetadataError,
+                                r"Data_Entry_2017_v2020\.csv, line 2: patient_id 99999999999 is out of range"),
     "entry CSV missing": (lambda rel: (rel / "Data_Entry_2017_v2020.csv").unlink(), MissingMetadataError,
                           r"has no Data_Entry_2017_v2020\.csv"),
     "unknown finding": (lambda rel: (rel / "Data_Entry_2017_v2020.csv").write_text(
