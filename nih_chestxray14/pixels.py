@@ -7,7 +7,7 @@
   (:func:`gray_pixels`), resizes the shorter side by area averaging and re-encodes with :func:`encode_gray_png`.
   Whatever Pillow cannot decode is refused. One thing Pillow decodes without a word is image data that is valid
   but ends early (or late), which only a faulty encoder writes: it pads the missing rows. :func:`check_png` refuses
-  that too, but running it before the decode would cost about two thirds of a decode again, so the resized configs
+  that too, but running it before the decode would cost a large part of a decode again, so the resized configs
   do not (figures: ``benchmarks/README.md``).
 - :func:`encode_gray_png` writes an 8-bit grayscale PNG. At ``compress_level=0`` (the resized configs) it writes
   the rows unfiltered in stored deflate blocks, which Pillow's writer cannot: Pillow filters every row, so a

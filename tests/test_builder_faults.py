@@ -45,7 +45,7 @@ def archives(tmp_path):
 
 @pytest.fixture
 def extracted(tmp_path):
-    return make_release(tmp_path / "rel", layout="images", **REL)
+    return make_release(tmp_path / "rel-extracted", layout="images", **REL)
 
 
 def members(archive: Path):
@@ -250,13 +250,19 @@ def test_an_image_overwritten_in_place_is_built_again(extracted, tmp_path):
     assert {row["image_id"]: row["image"]["bytes"] for row in second}[victim.name] == after
 
 
-def test_a_failed_load_leaves_no_lock_folders(archives, tmp_path):
-    (archives / "test_list.txt").unlink()
+@pytest.mark.parametrize("fault", ["metadata (before generation)", "a PNG (during generation)"])
+def test_a_failed_load_leaves_no_lock_folders(fault, archives, extracted, tmp_path):
+    if fault.startswith("metadata"):
+        release, error = archives, MissingMetadataError
+        (release / "test_list.txt").unlink()
+    else:
+        release, error = extracted, (CorruptImageError, datasets.exceptions.DatasetGenerationError)
+        (release / "images" / raw_list(release, "test_list.txt")[0]).write_bytes(b"")
     cache = tmp_path / "cache"
-    with pytest.raises(MissingMetadataError):
-        build(archives, cache)
-    with pytest.raises(MissingMetadataError):
-        nih_chestxray14.load("resized-224", data_dir=str(archives), cache_dir=str(cache))
+    with pytest.raises(error):
+        build(release, cache)
+    with pytest.raises(error):
+        nih_chestxray14.load("resized-224", data_dir=str(release), cache_dir=str(cache))
     assert [path for path in cache.rglob("*") if path.is_dir()] == []
 
 
