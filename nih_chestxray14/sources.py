@@ -290,9 +290,10 @@ def release_fingerprint(data_dir: Optional[str]) -> Optional[str]:
     (a partial download completed, one PNG overwritten in place even with its old size and modification time) is
     built again instead of being served stale from the cache. The inode change time also moves on ``chmod`` or
     ``chown``, which costs a rebuild but never a stale result. Contents are not hashed: a change that keeps all three
-    (a filesystem with coarse timestamps rewriting a file within one tick) is not seen; build with
-    ``download_mode="force_redownload"`` after such a change. Files in ``data_dir`` that the builder does not read (a
-    cache kept there, say) are ignored. Cost: one ``stat`` per file (see ``benchmarks/README.md``).
+    (a filesystem with coarse timestamps rewriting a file within one tick) is not seen; after such a change, load
+    with ``load_dataset(..., download_mode="force_redownload")``, which builds again. Files in ``data_dir`` that the
+    builder does not read (a cache kept there, say) are ignored. Cost: one ``stat`` per file, on every load (see
+    ``benchmarks/README.md``).
     """
     if data_dir is None or not os.path.isdir(data_dir):
         return None
