@@ -26,7 +26,11 @@ class SplitError(NIHChestXray14Error, ValueError):
 
 
 class ImageSourceError(NIHChestXray14Error, ValueError):
-    """The images in ``data_dir`` are ambiguous, e.g. two copies of one archive or of one PNG."""
+    """The images in ``data_dir`` are ambiguous (two copies of one archive or of one PNG) or in no known layout."""
+
+
+class CorruptArchiveError(NIHChestXray14Error, ValueError):
+    """An image archive that is not a readable ``.tar.gz``; the message names it and its last good member."""
 
 
 class MissingImagesError(NIHChestXray14Error, FileNotFoundError):

@@ -35,6 +35,7 @@ from PIL import Image
 from .archives import archive_name
 from .labels import LABELS, NO_FINDING
 from .metadata import BBOX_CSV_NAMES, TEST_LIST, TRAIN_VAL_LIST
+from .pixels import encode_gray_png
 from .splits import SPLITS, is_validation_patient
 
 logger = logging.getLogger(__name__)
@@ -264,10 +265,9 @@ def synthetic_xray(
 
 
 def encode_png(pixels: np.ndarray, compress_level: int = 6) -> bytes:
-    """Encode an ``(H, W)`` ``uint8`` array as an 8-bit grayscale PNG."""
-    buffer = io.BytesIO()
-    Image.fromarray(pixels, mode="L").save(buffer, format="PNG", compress_level=compress_level)
-    return buffer.getvalue()
+    """Encode an ``(H, W)`` ``uint8`` array as an 8-bit grayscale PNG at NIH-like zlib level 6
+    (:func:`nih_chestxray14.pixels.encode_gray_png`)."""
+    return encode_gray_png(pixels, compress_level)
 
 
 # --------------------------------------------------------------------------------------------------------------
