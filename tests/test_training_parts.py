@@ -175,29 +175,67 @@ def test_plots_are_written_as_png_files(tmp_path):
 
 
 # ---- checkpoints ---------------------------------------------------------------------------------------------------
-def test_a_checkpoint_reloads_into_the_model_that_wrote_it(tmp_path):
-    """The Trainer reloads checkpoints (resume, best model) with a plain load_state_dict: names must match."""
-    from transformers import Trainer, ViTConfig, ViTForImageClassification
+def train_then_resume(trainer_class, output_dir):
+    """Train a tiny ViT 2 steps (checkpoint-2), then resume a freshly initialised one from that checkpoint.
 
-    from training.trainer import with_resumable_checkpoints
+    Returns the trained weights and the weights the resumed model ends with (resuming at max_steps trains nothing).
+    """
+    from transformers import ViTConfig, ViTForImageClassification
+
+    config = ViTConfig(hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32, image_size=16,
+                       patch_size=8, num_labels=14, problem_type="multi_label_classification")
+    generator = torch.Generator().manual_seed(0)
+    examples = [{"pixel_values": torch.randn(3, 16, 16, generator=generator),
+                 "labels": (torch.rand(14, generator=generator) < 0.3).float()} for _ in range(4)]
+    args = TrainingArguments(output_dir=str(output_dir), report_to="none", use_cpu=True, max_steps=2,
+                             per_device_train_batch_size=2, save_strategy="steps", save_steps=2, learning_rate=0.1)
+    torch.manual_seed(0)
+    trained = ViTForImageClassification(config)
+    trainer_class(model=trained, args=args, train_dataset=examples).train()
+    torch.manual_seed(1)
+    resumed = ViTForImageClassification(config)
+    trainer_class(model=resumed, args=args, train_dataset=examples).train(
+        resume_from_checkpoint=str(output_dir / "checkpoint-2"))
+    return trained.state_dict(), resumed.state_dict()
+
+
+def test_resuming_restores_the_weights_of_the_checkpoint(tmp_path):
+    """Resuming and load_best_model_at_end reload checkpoints with the Trainer's own loader: every weight must come back."""
+    from training.trainer import ChestXray14Trainer
+
+    trained, resumed = train_then_resume(ChestXray14Trainer, tmp_path)
+    for name, value in trained.items():
+        torch.testing.assert_close(resumed[name], value, msg=f"{name} was not restored")
+
+
+def test_transformers_trainer_still_loses_the_weights_of_its_checkpoints(tmp_path):
+    """Guard: the reason ChestXray14Trainer.save_model exists. When this fails, transformers reloads its own
+    checkpoints again, and the override (training/trainer.py) can go."""
+    from transformers import Trainer
+
+    trained, resumed = train_then_resume(Trainer, tmp_path)
+    lost = [name for name, value in trained.items() if not torch.equal(resumed[name], value)]
+    assert lost, ("transformers' Trainer now restores every weight of its checkpoints: remove "
+                  "ChestXray14Trainer.save_model and this test")
+
+
+def test_the_published_model_keeps_the_default_weight_names(tmp_path):
+    """Only checkpoints change format: output_dir gets what save_pretrained writes by default."""
+    from safetensors import safe_open
+    from transformers import ViTConfig, ViTForImageClassification
+
+    from training.trainer import ChestXray14Trainer
 
     config = ViTConfig(hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32, image_size=16,
                        patch_size=8, num_labels=14)
     model = ViTForImageClassification(config)
-    args = TrainingArguments(output_dir=str(tmp_path), report_to="none", use_cpu=True)
-    trainer = with_resumable_checkpoints(Trainer)(model=model, args=args)
-    saved = {name: value.clone() for name, value in model.state_dict().items()}
-    checkpoint = tmp_path / "checkpoint-1"
-    trainer.save_model(str(checkpoint), _internal_call=True)
-    with torch.no_grad():
-        for parameter in model.parameters():
-            parameter.add_(1.0)
-    trainer._load_from_checkpoint(str(checkpoint))
-    for name, value in model.state_dict().items():
-        torch.testing.assert_close(value, saved[name], msg=f"{name} was not restored")
-    # The published folder (not a checkpoint) still loads with from_pretrained.
-    trainer.save_model(str(tmp_path / "final"))
-    reloaded = ViTForImageClassification.from_pretrained(tmp_path / "final", use_safetensors=True)
+    trainer = ChestXray14Trainer(model=model, args=TrainingArguments(output_dir=str(tmp_path), report_to="none",
+                                                                      use_cpu=True))
+    trainer.save_model()
+    model.save_pretrained(tmp_path / "plain")
+    with safe_open(tmp_path / "model.safetensors", "pt") as published, \
+            safe_open(tmp_path / "plain" / "model.safetensors", "pt") as plain:
+        assert set(published.keys()) == set(plain.keys())
+    reloaded = ViTForImageClassification.from_pretrained(tmp_path, use_safetensors=True)
     for name, value in reloaded.state_dict().items():
         torch.testing.assert_close(value, model.state_dict()[name])
-

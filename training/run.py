@@ -20,7 +20,6 @@ Rerunning with the same ``--output_dir`` resumes from its last checkpoint unless
 from __future__ import annotations
 
 import logging
-import shutil
 import sys
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
@@ -37,7 +36,6 @@ import datasets  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 import transformers  # noqa: E402
-from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, get_last_checkpoint  # noqa: E402
 
 from nih_chestxray14.errors import NIHChestXray14Error  # noqa: E402
 from nih_chestxray14.labels import LABELS  # noqa: E402
@@ -55,9 +53,15 @@ from training.loss import MultiLabelBCELoss, balanced_pos_weight  # noqa: E402
 from training.metrics import MultiLabelROCAUC, logits_of, sigmoid, strip_prefix  # noqa: E402
 from training.model import build_config, build_image_processor, build_model  # noqa: E402
 from training.plots import plot_roc_curves, plot_training_curves  # noqa: E402
-from training.trainer import with_resumable_checkpoints  # noqa: E402
-from training.publish import PushError, push_output_dir, resolve_repo_id  # noqa: E402
-from training.card import hardware_description, hyperparameters, write_card  # noqa: E402
+from training.publish import (  # noqa: E402
+    PushError,
+    hardware_description,
+    hyperparameters,
+    push_output_dir,
+    resolve_repo_id,
+    write_card,
+)
+from training.trainer import checkpoint_to_resume  # noqa: E402
 
 logger = logging.getLogger(__name__)
 
@@ -84,7 +88,7 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, float]:
     push_to_hub, training_args.push_to_hub = training_args.push_to_hub, False  # we upload the finished folder
     _setup_logging(training_args)
     output_dir = Path(training_args.output_dir)
-    checkpoint = _checkpoint_to_resume(training_args, model_args)
+    checkpoint = checkpoint_to_resume(training_args, model_args.overwrite_output_dir)
     # Checked before training, so a missing login stops the run early. Only the main process pushes.
     will_push = push_to_hub and training_args.process_index == 0
     repo_id = resolve_repo_id(training_args.hub_model_id, output_dir, hub_token) if will_push else None
@@ -151,6 +155,7 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, float]:
         if will_push:
             push_output_dir(output_dir, repo_id, token=hub_token, private=training_args.hub_private_repo,
                             revision=training_args.hub_revision)
+    _end_process_group()
     return results
 
 
@@ -166,7 +171,7 @@ def _build_trainer(trainer_class, model, training_args, ipu_config_name: Optiona
         kwargs.update(ipu_config=load_ipu_config(ipu_config_name), tokenizer=image_processor)
     else:
         kwargs.update(processing_class=image_processor, compute_loss_func=MultiLabelBCELoss(pos_weight))
-    return with_resumable_checkpoints(trainer_class)(
+    return trainer_class(
         model=model,
         args=training_args,
         train_dataset=train_dataset,
@@ -225,26 +230,16 @@ def _setup_logging(training_args) -> None:
     )
 
 
-def _checkpoint_to_resume(training_args, model_args: ModelArguments) -> Optional[str]:
-    """The checkpoint to resume from: ``--resume_from_checkpoint``, else the last one in ``output_dir``.
+def _end_process_group() -> None:
+    """Under torchrun, destroy the process group while the interpreter is still whole.
 
-    With ``--overwrite_output_dir`` nothing is resumed and the old ``checkpoint-*`` folders are deleted first, so a
-    later rerun can't pick one of them up.
+    Left to interpreter exit, a gloo worker thread can still be releasing the tensors of a finished collective when
+    Python finalises; it then can't take the GIL and the process aborts ("terminate called without an active
+    exception", SIGABRT) after a successful run. Called only when ``main()`` succeeds: after an error other processes
+    may be inside a collective, and destroying the group could hang.
     """
-    if training_args.resume_from_checkpoint is not None:
-        return training_args.resume_from_checkpoint
-    output_dir = Path(training_args.output_dir)
-    if not training_args.do_train or not output_dir.is_dir():
-        return None
-    if model_args.overwrite_output_dir:
-        with training_args.main_process_first(desc="clearing old checkpoints"):
-            for old in output_dir.glob(f"{PREFIX_CHECKPOINT_DIR}-*"):
-                shutil.rmtree(old, ignore_errors=True)
-        return None
-    checkpoint = get_last_checkpoint(str(output_dir))
-    if checkpoint is not None:
-        logger.info("resuming training from %s (pass --overwrite_output_dir to start afresh)", checkpoint)
-    return checkpoint
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()
 
 
 def _limit_samples(dataset: datasets.DatasetDict, data_args: DataTrainingArguments) -> datasets.DatasetDict:
