@@ -66,8 +66,8 @@ class StepSetup:
 def make_model(spec: ModelSpec, attn_implementation: str, device: torch.device) -> torch.nn.Module:
     config = ViTConfig(num_labels=NUM_LABELS, problem_type="multi_label_classification", **spec.config)
     torch.manual_seed(0)
+    # from_config raises when it can't use the kernel asked for, so the model runs attn_implementation's kernel.
     model = AutoModelForImageClassification.from_config(config, attn_implementation=attn_implementation)
-    assert model.config._attn_implementation == attn_implementation  # noqa: SLF001 - the kernel really in use
     return model.to(device).train()
 
 

@@ -300,13 +300,17 @@ def test_the_demo_config_runs_and_ends_with_a_model_card(tmp_path):
         (["--dataset_name", "someone/not-reachable-offline"], "--dataset_name"),
         (["--config_overrides", "hidden_size=64,no_such_setting=3"], "no_such_setting"),
         (["--data_dir", "/no/such/release"], "--data_dir"),
+        (["--data_dir", "{tmp_path}", "--dataset_config_name", "resized-999"], "--dataset_config_name 'resized-999'"),
+        (["--image_processor_name", "./no/such/processor"], "--image_processor_name"),
+        (["--output_dir", "{tmp_path}/a-file"], "--output_dir .* is a file"),
     ],
 )
 def test_bad_input_stops_with_a_clear_error(tmp_path, extra, message):
     argv = recipe_args(tmp_path / "release", tmp_path / "cache", tmp_path / "out", "--do_train")
     argv.remove("--make_sample_release")
+    (tmp_path / "a-file").write_text("not a folder")
     with pytest.raises(ValueError, match=message):
-        main(argv + extra)  # a later flag wins
+        main(argv + [item.format(tmp_path=tmp_path) for item in extra])  # a later flag wins
     assert not (tmp_path / "out" / "model.safetensors").exists()
 
 

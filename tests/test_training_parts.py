@@ -72,6 +72,62 @@ def test_bad_arguments_raise_a_value_error_naming_them(argv, message):
         parse(*argv)
 
 
+TRAIN = ["--model_type", "vit", "--data_dir", "x", "--do_train"]
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        # Each of these used to fail late with an error from torch or the Trainer naming no option, or to run silently.
+        (["--learning_rate", "-0.001"], "--learning_rate must be >= 0, got -0.001"),
+        (["--learning_rate", "nan"], "--learning_rate must be a finite number"),
+        (["--per_device_train_batch_size", "2.5"], "--per_device_train_batch_size.*invalid int value: '2.5'"),
+        (["--per_device_train_batch_size", "0"], "--per_device_train_batch_size must be >= 1"),
+        (["--per_device_eval_batch_size", "-4"], "--per_device_eval_batch_size must be >= 1"),
+        (["--gradient_accumulation_steps", "0"], "--gradient_accumulation_steps must be >= 1"),
+        (["--num_train_epochs", "-1"], "--num_train_epochs must be >= 0"),
+        (["--num_train_epochs", "0"], "--num_train_epochs is 0.0, so --do_train would train nothing"),
+        (["--max_steps", "-5"], "--max_steps must be > 0, or -1"),
+        (["--weight_decay", "-0.1"], "--weight_decay must be >= 0"),
+        (["--adam_beta1", "1.5"], "--adam_beta1 must be in"),
+        (["--adam_epsilon", "-1"], "--adam_epsilon must be >= 0"),
+        (["--max_grad_norm", "-1"], "--max_grad_norm must be >= 0"),
+        (["--logging_steps", "-1"], "--logging_steps must be > 0"),
+        (["--seed", "-1"], "--seed must be in"),
+        (["--dataloader_num_workers", "-1"], "--dataloader_num_workers must be >= 0"),
+        (["--max_pos_weight", "nan"], "--max_pos_weight must be a finite number"),
+        (["--rotation_degrees", "inf"], "--rotation_degrees"),
+        (["--preprocessing_num_workers", "0"], "--preprocessing_num_workers must be >= 1"),
+    ],
+)
+def test_bad_numbers_raise_a_value_error_naming_the_option(argv, message):
+    with pytest.raises(ValueError, match=message):
+        parse(*TRAIN, *argv)
+
+
+@pytest.mark.parametrize(
+    "key, value, message",
+    [
+        ("per_device_train_batch_size", 2.5, "per_device_train_batch_size must be a whole number, got 2.5"),
+        ("learning_rate", "fast", "learning_rate must be a number, got 'fast'"),
+        ("augment", "yes", "augment must be true or false"),
+        ("gradient_accumulation_steps", 0, "--gradient_accumulation_steps must be >= 1"),
+    ],
+)
+def test_bad_numbers_in_a_json_file_are_named(tmp_path, key, value, message):
+    path = tmp_path / "run.json"
+    path.write_text(json.dumps({"model_type": "vit", "data_dir": "x", "do_train": True, key: value}))
+    with pytest.raises(ValueError, match=message):
+        parse(str(path))
+
+
+def test_a_whole_float_in_a_json_file_is_a_valid_count(tmp_path):
+    path = tmp_path / "run.json"
+    path.write_text(json.dumps({"model_type": "vit", "data_dir": "x", "per_device_train_batch_size": 16.0}))
+    _, _, training_args = parse(str(path))
+    assert training_args.per_device_train_batch_size == 16 and isinstance(training_args.per_device_train_batch_size, int)
+
+
 def test_an_unknown_key_in_a_json_file_is_named(tmp_path):
     path = tmp_path / "run.json"
     path.write_text(json.dumps({"model_type": "vit", "data_dir": "x", "learning_rat": 0.1}))

@@ -413,7 +413,24 @@ def parse_arguments(
     parser.set_defaults(**defaults)
     model_args, data_args, training_args = parser.parse_args_into_dataclasses(args=argv, look_for_args_file=False)
     check_numbers(model_args, data_args, training_args)
+    check_output_dir(training_args.output_dir)
     return model_args, data_args, training_args
+
+
+def check_output_dir(output_dir: str) -> None:
+    """Check that ``--output_dir`` is a folder, or can be made one, without creating it.
+
+    Raises:
+        ValueError: if it is a file, or its nearest existing parent is not a writable folder.
+    """
+    path = Path(output_dir).expanduser()
+    if path.exists() and not path.is_dir():
+        raise ValueError(f"--output_dir {output_dir} is a file, not a folder: give a folder for the model and results")
+    parent = path
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
+        raise ValueError(f"--output_dir {output_dir}: {parent} is not a folder this process can write to")
 
 
 def check_numbers(*argument_objects: Any) -> None:
@@ -497,6 +514,7 @@ __all__: List[str] = [
     "ModelArguments",
     "DataTrainingArguments",
     "check_numbers",
+    "check_output_dir",
     "parse_arguments",
     "parse_config_overrides",
     "precision",

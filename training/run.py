@@ -13,8 +13,14 @@ Examples::
     torchrun --nproc_per_node 8 training/run.py ...      # several GPUs, same script
     python training/run.py training/configs/demo.json    # offline demo: synthetic release, tiny ViT, CPU
 
-Rerunning with the same ``--output_dir`` resumes from its last checkpoint unless ``--overwrite_output_dir`` is given.
-``main()`` only orchestrates; each step lives in a small module of ``training/`` that a test can call on its own.
+Rerunning with the same ``--output_dir`` resumes from its last complete checkpoint unless ``--overwrite_output_dir`` is
+given (one that a killed run left half-written is renamed ``incomplete-checkpoint-N-<time>`` and kept).
+
+``main()`` only orchestrates; each step lives in a small module of ``training/`` that a test can call on its own. To
+follow one run: ``arguments.py`` (the flags and their checks), ``dataset.py`` and ``data.py`` (the ``DatasetDict`` and
+its transforms), ``model.py``, ``trainer.py`` (the Trainer and its checkpoints, with ``loss.py`` and ``metrics.py``),
+then ``plots.py`` and ``publish.py`` (the card, rendered by ``model_card/``, and the upload). ``ipu.py`` matters only
+with ``--ipu_config_name``.
 """
 
 from __future__ import annotations
