@@ -50,7 +50,7 @@ def workdir(tmp_path_factory):
 def trained(workdir):
     """One full run: train 400 steps (evaluating and saving every 100), evaluate, predict on the test split.
 
-    400 steps take a few seconds and reach a validation macro AUC of 0.84-0.87 over seeds 0-3 (200 steps: ~0.70).
+    400 steps reach a validation macro AUC of 0.84-0.87 over seeds 0-3 (200 steps: ~0.70).
     """
     output_dir = workdir / "trained"
     results = main(recipe_args(
