@@ -140,18 +140,21 @@ def checkpoint_to_resume(training_args: Any, overwrite_output_dir: bool) -> Opti
                 "the newest complete one"
             )
         return str(folder)
-    output_dir = Path(training_args.output_dir)
-    if not training_args.do_train or not output_dir.is_dir():
+    if not training_args.do_train:
         return None
+    output_dir = Path(training_args.output_dir)
     first_on_machine = training_args.local_process_index == 0
-    if overwrite_output_dir:
-        with training_args.main_process_first(desc="clearing old checkpoints"):
+    # Every process enters the barrier, whatever it finds on disk: a barrier only some processes enter hangs the run.
+    with training_args.main_process_first(desc="finding the checkpoint to resume from"):
+        if not output_dir.is_dir():
+            checkpoint = None
+        elif overwrite_output_dir:
             if first_on_machine:
                 for old in checkpoints_in(output_dir):
                     shutil.rmtree(old, ignore_errors=True)
-        return None
-    with training_args.main_process_first(desc="finding the checkpoint to resume from"):
-        checkpoint = last_complete_checkpoint(output_dir, set_aside=first_on_machine)
+            checkpoint = None
+        else:
+            checkpoint = last_complete_checkpoint(output_dir, set_aside=first_on_machine)
     if checkpoint is None:
         return None
     logger.info("resuming training from %s (pass --overwrite_output_dir to start afresh)", checkpoint)
