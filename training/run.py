@@ -25,6 +25,7 @@ with ``--ipu_config_name``.
 
 from __future__ import annotations
 
+import gc
 import logging
 import sys
 from pathlib import Path
@@ -161,7 +162,6 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, float]:
         if will_push:
             push_output_dir(output_dir, repo_id, token=hub_token, private=training_args.hub_private_repo,
                             revision=training_args.hub_revision)
-    _end_process_group()
     return results
 
 
@@ -236,15 +236,17 @@ def _setup_logging(training_args) -> None:
     )
 
 
-def _end_process_group() -> None:
-    """Under torchrun, destroy the process group while the interpreter is still whole.
+def end_process_group() -> None:
+    """Under torchrun, free what training left behind, then destroy the process group, while Python is still whole.
 
-    Left to interpreter exit, a gloo worker thread can still be releasing the tensors of a finished collective when
-    Python finalises; it then can't take the GIL and the process aborts ("terminate called without an active
-    exception", SIGABRT) after a successful run. Called only when ``main()`` succeeds: after an error other processes
-    may be inside a collective, and destroying the group could hang.
+    Called after ``main()`` has returned (successfully), so its Trainer and the DDP wrapper it holds are gone first:
+    freeing them after the group is destroyed can deadlock. A group left to interpreter exit can abort the process
+    after a good run: a gloo thread still releasing a finished collective's tensors can't take the GIL while Python
+    finalises ("terminate called without an active exception", SIGABRT). Not called after an error, when other
+    processes may be inside a collective and destroying the group could hang.
     """
     if torch.distributed.is_available() and torch.distributed.is_initialized():
+        gc.collect()  # the Trainer sits in reference cycles; collect it (and its DDP model) now
         torch.distributed.destroy_process_group()
 
 
@@ -279,3 +281,4 @@ if __name__ == "__main__":
     except (ValueError, FileNotFoundError, NIHChestXray14Error, IPUUnavailableError, PushError) as error:
         logger.debug("the recipe stopped", exc_info=True)
         sys.exit(f"{Path(sys.argv[0]).name}: error: {error}")
+    end_process_group()
