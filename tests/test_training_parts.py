@@ -125,7 +125,8 @@ def test_a_whole_float_in_a_json_file_is_a_valid_count(tmp_path):
     path = tmp_path / "run.json"
     path.write_text(json.dumps({"model_type": "vit", "data_dir": "x", "per_device_train_batch_size": 16.0}))
     _, _, training_args = parse(str(path))
-    assert training_args.per_device_train_batch_size == 16 and isinstance(training_args.per_device_train_batch_size, int)
+    batch_size = training_args.per_device_train_batch_size
+    assert batch_size == 16 and isinstance(batch_size, int)
 
 
 def test_an_unknown_key_in_a_json_file_is_named(tmp_path):
@@ -256,7 +257,7 @@ def train_then_resume(trainer_class, output_dir):
 
 
 def test_resuming_restores_the_weights_of_the_checkpoint(tmp_path):
-    """Resuming and load_best_model_at_end reload checkpoints with the Trainer's own loader: every weight must come back."""
+    """Resuming and load_best_model_at_end reload checkpoints with the Trainer's own loader: all weights come back."""
     from training.trainer import ChestXray14Trainer
 
     trained, resumed = train_then_resume(ChestXray14Trainer, tmp_path)

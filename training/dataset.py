@@ -76,8 +76,8 @@ def _load_from_builder(data_args: DataTrainingArguments, cache_dir: Optional[str
         raise ValueError(f"--data_dir {data_args.data_dir} is not a folder: give the folder of the NIH release")
     configs = [config.name for config in nih_chestxray14.NIHChestXray14.BUILDER_CONFIGS]
     if data_args.dataset_config_name not in (None, *configs):
-        raise ValueError(f"--dataset_config_name {data_args.dataset_config_name!r} is not one of the builder's configs: "
-                         f"{', '.join(configs)}")
+        raise ValueError(f"--dataset_config_name {data_args.dataset_config_name!r} is not one of the builder's "
+                         f"configs: {', '.join(configs)}")
     config_kwargs = {"allow_missing_images": data_args.allow_missing_images}
     if data_args.validation_fraction is not None:
         config_kwargs["validation_fraction"] = data_args.validation_fraction

@@ -135,9 +135,9 @@ def checkpoint_to_resume(training_args: Any, overwrite_output_dir: bool) -> Opti
             raise ValueError(f"--resume_from_checkpoint {folder}: no such folder")
         if not is_complete_checkpoint(folder):
             raise ValueError(
-                f"--resume_from_checkpoint {folder} is incomplete (no weights or no whole {TRAINER_STATE_NAME}: the run "
-                "that wrote it stopped while saving). Name an earlier checkpoint, or leave the flag out to resume from "
-                "the newest complete one"
+                f"--resume_from_checkpoint {folder} is incomplete (no weights or no whole {TRAINER_STATE_NAME}: the "
+                "run that wrote it stopped while saving). Name an earlier checkpoint, or leave the flag out to resume "
+                "from the newest complete one"
             )
         return str(folder)
     if not training_args.do_train:
