@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from nih_chestxray14.builder import DATASET_NAME
-from training.data import AugmentationConfig
+from training.augment import AugmentationConfig
 
 BUILDER_DATASET = DATASET_NAME
 """``--dataset_name`` value that selects the project's builder (a raw NIH release in ``--data_dir``)."""

@@ -11,7 +11,7 @@ from model_card import ModelCardInputs, write_model_card
 from nih_chestxray14 import NIHChestXray14Config
 from nih_chestxray14.labels import LABELS
 from training.arguments import BUILDER_DATASET, DataTrainingArguments, ModelArguments, precision
-from training.data import ImageGeometry
+from training.augment import ImageGeometry
 
 
 def hyperparameters(
