@@ -9,8 +9,8 @@ The input pipeline has three steps, each in one place:
 3. **augment and normalise**, per batch, on the model's device (:mod:`training.augment`): crop, rotation, jitter,
    resize, scaling, normalisation and three channels.
 
-Only the first two run on the CPU, and they do no float work, so the host moves a quarter of the bytes a float batch
-would take. :class:`AugmentingCollator` joins steps 2 and 3 on the host, for accelerators that run nothing but their
+Only the first two run on the CPU, and they do no float work; a ``uint8`` batch is also a fraction of the bytes of
+the float batch the model takes. :class:`AugmentingCollator` joins steps 2 and 3 on the host, for accelerators that run nothing but their
 compiled model (IPUs).
 """
 
