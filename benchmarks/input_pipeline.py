@@ -129,7 +129,8 @@ def raw_pixel_dataset(resized: datasets.Dataset) -> datasets.Dataset:
     })
 
 
-def epoch_rate(dataset, collate: Callable, batch_size: int, seed: int, expected: Tuple[int, ...]) -> Tuple[float, float]:
+def epoch_rate(dataset, collate: Callable, batch_size: int, seed: int,
+               expected: Tuple[int, ...]) -> Tuple[float, float]:
     """(images per CPU-second, images per wall-clock second) of one full pass through a shuffled ``DataLoader``.
 
     The loader runs in this process (``num_workers=0``); every batch is checked to have the pixel shape ``expected``
@@ -157,8 +158,10 @@ def memcpy_rate(image_bytes: int, working_set: int = MEMCPY_WORKING_SET) -> Tupl
     return count / max(time.process_time() - cpu, 1e-9), count / (time.perf_counter() - wall)
 
 
-def device_step_rates(transform: AugmentAndNormalise, batch_size: int = 256, repeats: int = 20) -> Optional[Dict[str, float]]:
-    """Images/s of the batch-wise step on the GPU (uint8 256 px in, float (N, 3, 224, 224) out); ``None`` without CUDA."""
+def device_step_rates(transform: AugmentAndNormalise, batch_size: int = 256,
+                      repeats: int = 20) -> Optional[Dict[str, float]]:
+    """Images/s of the batch-wise step on the GPU (uint8 256 px in, float (N, 3, 224, 224) out); ``None`` without
+    CUDA."""
     if not torch.cuda.is_available():
         return None
     pixels = torch.randint(0, 256, (batch_size, 1, 256, 256), dtype=torch.uint8, device="cuda")

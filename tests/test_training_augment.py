@@ -191,8 +191,10 @@ def test_large_sources_are_shrunk_without_aliasing():
         (torch.zeros((1, 1, 4, 4)), torch.tensor([[4, 4]]), "uint8"),
         (torch.zeros((1, 3, 4, 4), dtype=torch.uint8), torch.tensor([[4, 4]]), r"\(N, 1, H, W\)"),
         (torch.zeros((2, 1, 4, 4), dtype=torch.uint8), torch.tensor([[4, 4]]), "image_sizes"),
+        (torch.zeros((1, 1, 4, 4), dtype=torch.uint8), torch.tensor([[5, 4]]), "within the pixels"),
+        (torch.zeros((1, 1, 4, 4), dtype=torch.uint8), torch.tensor([[0, 4]]), "within the pixels"),
     ],
-    ids=["float pixels", "three channels", "sizes of another batch"],
+    ids=["float pixels", "three channels", "sizes of another batch", "larger than the pixels", "empty image"],
 )
 def test_bad_batches_are_named(pixels, sizes, message):
     transform = AugmentAndNormalise(GEOMETRY, AugmentationConfig())

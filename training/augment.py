@@ -73,7 +73,8 @@ class ImageGeometry:
                 f"resize_size={self.resize_size}"
             )
         if len(self.image_mean) != 3 or len(self.image_std) != 3 or min(self.image_std) <= 0:
-            raise ValueError(f"image_mean and image_std need 3 channels and std > 0, got {self.image_mean}, {self.image_std}")
+            raise ValueError(f"image_mean and image_std need 3 channels and std > 0, got {self.image_mean}, "
+                             f"{self.image_std}")
 
     @property
     def interpolation(self) -> str:
@@ -206,8 +207,9 @@ def draw_augmentations(image_sizes: torch.Tensor, augmentation: AugmentationConf
     top = uniform(0.0, 1.0) * (height - box_h)
     rotation = math.radians(augmentation.rotation_degrees)
     angles = uniform(-rotation, rotation)
-    flip_draws = uniform(0.0, 1.0)
-    flips = torch.where(flip_draws < 0.5, -1.0, 1.0) if augmentation.horizontal_flip else torch.ones(count, dtype=torch.float64)
+    flips = torch.where(uniform(0.0, 1.0) < 0.5, -1.0, 1.0)
+    if not augmentation.horizontal_flip:
+        flips = torch.ones_like(flips)
     brightness = uniform(1 - augmentation.brightness, 1 + augmentation.brightness)
     contrast = uniform(1 - augmentation.contrast, 1 + augmentation.contrast)
     return AugmentationDraws(torch.stack([left, top, box_w, box_h], dim=1), angles, flips, brightness, contrast)
@@ -270,7 +272,8 @@ class AugmentAndNormalise:
         sizes = [tuple(size) for size in image_sizes.tolist()]
         for height, width in sorted(set(sizes)):  # images of one size are resized together; usually all are
             rows = [index for index, size in enumerate(sizes) if size == (height, width)]
-            same = pixel_values[rows, :, :height, :width] if len(rows) < len(sizes) else pixel_values[:, :, :height, :width]
+            same = pixel_values[rows] if len(rows) < len(sizes) else pixel_values
+            same = same[:, :, :height, :width]
             scale = self.geometry.resize_size / min(height, width)
             resized_h, resized_w = max(crop, round(height * scale)), max(crop, round(width * scale))
             resized = F.interpolate(same.float(), size=(resized_h, resized_w), mode=self.geometry.interpolation,
@@ -370,6 +373,10 @@ def _check_batch(pixel_values: torch.Tensor, image_sizes: torch.Tensor) -> None:
                          f"{tuple(pixel_values.shape)}")
     if tuple(image_sizes.shape) != (pixel_values.shape[0], 2):
         raise ValueError(f"image_sizes must be (N, 2) = ({pixel_values.shape[0]}, 2), got {tuple(image_sizes.shape)}")
+    sizes = image_sizes.detach().cpu()
+    if bool((sizes < 1).any()) or bool((sizes > torch.tensor(pixel_values.shape[-2:])).any()):
+        raise ValueError(f"image_sizes must lie within the pixels' {tuple(pixel_values.shape[-2:])}, got "
+                         f"{sorted(set(map(tuple, sizes.tolist())))}")
 
 
 def _shrink_factor(draws: AugmentationDraws, out: int) -> int:

@@ -10,8 +10,8 @@ The input pipeline has three steps, each in one place:
    resize, scaling, normalisation and three channels.
 
 Only the first two run on the CPU, and they do no float work; a ``uint8`` batch is also a fraction of the bytes of
-the float batch the model takes. :class:`AugmentingCollator` joins steps 2 and 3 on the host, for accelerators that run nothing but their
-compiled model (IPUs).
+the float batch the model takes. :class:`AugmentingCollator` joins steps 2 and 3 on the host, for accelerators that
+run nothing but their compiled model (IPUs).
 """
 
 from __future__ import annotations
@@ -120,7 +120,8 @@ class AugmentingCollator:
         pixels, sizes = batch.pop("pixel_values"), batch.pop("image_sizes")
         if self.training:
             seed = int(torch.randint(0, 2**62, (), dtype=torch.int64))
-            batch["pixel_values"] = self.augment_and_normalise.training(pixels, sizes, torch.Generator().manual_seed(seed))
+            generator = torch.Generator().manual_seed(seed)
+            batch["pixel_values"] = self.augment_and_normalise.training(pixels, sizes, generator)
         else:
             batch["pixel_values"] = self.augment_and_normalise.evaluation(pixels, sizes)
         return batch
