@@ -333,6 +333,17 @@ def test_the_models_inputs_take_its_dtype(tiny_trainer_parts):
     assert {pixels.dtype for _, pixels in seen} == {torch.bfloat16}
 
 
+def test_mixed_precision_leaves_the_inputs_in_the_models_dtype(tiny_trainer_parts):
+    # Under the Trainer's bf16 autocast the parameters stay float32, and so do the inputs made for them.
+    config, dataset, workdir = tiny_trainer_parts
+    trainer, seen = augmenting_trainer(config, dataset, workdir / "autocast", max_steps=1, bf16=True)
+    trainer.train()
+    batch = next(iter(trainer.get_train_dataloader()))
+    expected = trainer.augment_and_normalise.training(
+        batch["pixel_values"], batch["image_sizes"], generator(augmentation_seed(3, 0, 0, 0)))
+    assert seen[0][1].dtype == torch.float32 and torch.equal(seen[0][1], expected)
+
+
 def test_float_batches_pass_through_and_uint8_needs_its_sizes(tiny_trainer_parts):
     config, dataset, workdir = tiny_trainer_parts
     trainer, _ = augmenting_trainer(config, dataset, workdir / "pass-through")

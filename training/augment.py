@@ -339,7 +339,8 @@ class AugmentOnDeviceMixin:
         pixels = pixels.to(self.args.device, non_blocking=True)
         sizes = inputs.pop("image_sizes")
         dtype = next((p.dtype for p in model.parameters() if p.is_floating_point()), torch.float32)
-        with torch.no_grad():
+        # Full precision whatever the Trainer's autocast: the model gets its own dtype, rounded once at the end.
+        with torch.no_grad(), torch.autocast(pixels.device.type, enabled=False):
             if training:
                 inputs["pixel_values"] = self.augment_and_normalise.training(
                     pixels, sizes, self._augmentation_generator(), dtype)
