@@ -23,7 +23,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 from transformers import HfArgumentParser
 
 from nih_chestxray14.builder import DATASET_NAME
-from training.data import AugmentationConfig
+from training.augment import AugmentationConfig
 
 BUILDER_DATASET = DATASET_NAME
 """``--dataset_name`` value that selects the project's builder (a raw NIH release in ``--data_dir``)."""

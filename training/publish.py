@@ -20,7 +20,7 @@ from nih_chestxray14 import NIHChestXray14Config
 from nih_chestxray14.hub import redact_secrets
 from nih_chestxray14.labels import LABELS
 from training.arguments import BUILDER_DATASET, DataTrainingArguments, ModelArguments, precision
-from training.data import ImageGeometry
+from training.augment import ImageGeometry
 
 logger = logging.getLogger(__name__)
 

@@ -53,7 +53,8 @@ from training.arguments import (  # noqa: E402
     parse_arguments,
     precision,
 )
-from training.data import ImageGeometry, XrayEvalTransform, XrayTrainTransform, collate_multilabel  # noqa: E402
+from training.augment import AugmentAndNormalise, ImageGeometry  # noqa: E402
+from training.data import AugmentingCollator, collate_xrays, decode_xrays  # noqa: E402
 from training.dataset import load_chestxray14, write_sample_release  # noqa: E402
 from training.ipu import IPUUnavailableError, load_ipu_config, trainer_classes, write_ipu_config  # noqa: E402
 from training.loss import MultiLabelBCELoss, balanced_pos_weight  # noqa: E402
@@ -114,15 +115,14 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, float]:
     transformers.set_seed(training_args.seed)
     model = build_model(model_args, config)
     geometry = ImageGeometry.from_image_processor(image_processor)
-    train_transform = XrayTrainTransform(geometry, data_args.augmentation()) if data_args.augment else XrayEvalTransform(geometry)
-    eval_transform = XrayEvalTransform(geometry)
+    augment_and_normalise = AugmentAndNormalise(geometry, data_args.augmentation() if data_args.augment else None)
 
     # Trainer: the same for GPUs, CPUs and IPUs; only the classes and a few keyword names differ.
     pos_weight = _balanced_pos_weight(dataset["train"], model_args) if model_args.class_weighting == "balanced" else None
     trainer = _build_trainer(
-        trainer_class, model, training_args, ipu_config_name, image_processor, pos_weight,
-        train_dataset=dataset["train"].with_transform(train_transform, columns=COLUMNS) if training_args.do_train else None,
-        eval_dataset=dataset["validation"].with_transform(eval_transform, columns=COLUMNS),
+        trainer_class, model, training_args, ipu_config_name, image_processor, pos_weight, augment_and_normalise,
+        train_dataset=dataset["train"].with_transform(decode_xrays, columns=COLUMNS) if training_args.do_train else None,
+        eval_dataset=dataset["validation"].with_transform(decode_xrays, columns=COLUMNS),
     )
 
     # Train, evaluate, predict
@@ -137,7 +137,7 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, float]:
         results.update(_report(trainer, "eval", trainer.evaluate()))
     prediction = None
     if training_args.do_predict:
-        prediction = trainer.predict(dataset["test"].with_transform(eval_transform, columns=COLUMNS),
+        prediction = trainer.predict(dataset["test"].with_transform(decode_xrays, columns=COLUMNS),
                                      metric_key_prefix="test")
         results.update(_report(trainer, "test", prediction.metrics))
 
@@ -166,23 +166,27 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, float]:
 
 
 def _build_trainer(trainer_class, model, training_args, ipu_config_name: Optional[str], image_processor,
-                   pos_weight: Optional[torch.Tensor], *, train_dataset, eval_dataset):
+                   pos_weight: Optional[torch.Tensor], augment_and_normalise: AugmentAndNormalise, *, train_dataset,
+                   eval_dataset):
     """The Trainer (or IPUTrainer) with the recipe's collator, metrics and loss.
 
-    On GPUs and CPUs the loss is :class:`MultiLabelBCELoss` (with ``pos_weight`` for ``--class_weighting balanced``);
-    on IPUs the model's own BCE runs on the device.
+    On GPUs and CPUs the loss is :class:`MultiLabelBCELoss` (with ``pos_weight`` for ``--class_weighting balanced``)
+    and batches are augmented and normalised on the model's device (:class:`~training.trainer.ChestXray14Trainer`); on IPUs the model's own
+    BCE runs on the device and the collators augment and normalise on the host.
     """
     kwargs: Dict[str, Any] = {}
     if ipu_config_name is not None:
-        kwargs.update(ipu_config=load_ipu_config(ipu_config_name), tokenizer=image_processor)
+        kwargs.update(ipu_config=load_ipu_config(ipu_config_name), tokenizer=image_processor,
+                      data_collator=AugmentingCollator(augment_and_normalise, training=True),
+                      eval_data_collator=AugmentingCollator(augment_and_normalise, training=False))
     else:
-        kwargs.update(processing_class=image_processor, compute_loss_func=MultiLabelBCELoss(pos_weight))
+        kwargs.update(processing_class=image_processor, compute_loss_func=MultiLabelBCELoss(pos_weight),
+                      data_collator=collate_xrays, augment_and_normalise=augment_and_normalise)
     return trainer_class(
         model=model,
         args=training_args,
         train_dataset=train_dataset,
         eval_dataset=eval_dataset,
-        data_collator=collate_multilabel,
         compute_metrics=MultiLabelROCAUC(LABELS),
         **kwargs,
     )

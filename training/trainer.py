@@ -42,6 +42,8 @@ from transformers.utils import (
     is_torch_xla_available,
 )
 
+from training.augment import AugmentOnDeviceMixin
+
 logger = logging.getLogger(__name__)
 
 CHECKPOINT_PATTERN = re.compile(rf"^{PREFIX_CHECKPOINT_DIR}-(\d+)$")
@@ -56,8 +58,9 @@ SAVES_ORIGINAL_NAMES = "save_original_format" in inspect.signature(PreTrainedMod
 """Whether this transformers renames weights on save (5.x). Older ones save under the model's own names already."""
 
 
-class ChestXray14Trainer(Trainer):
-    """transformers' ``Trainer`` whose checkpoints reload into the model that wrote them (see the module docstring)."""
+class ChestXray14Trainer(AugmentOnDeviceMixin, Trainer):
+    """transformers' ``Trainer`` whose checkpoints reload into the model that wrote them (see the module docstring),
+    and which augments and normalises each batch on the model's device (:class:`~training.augment.AugmentOnDeviceMixin`)."""
 
     def save_model(self, output_dir: Optional[str] = None, _internal_call: bool = False) -> None:
         """Save the model as ``Trainer.save_model`` does; a ``checkpoint-N`` folder keeps the model's own weight names.
