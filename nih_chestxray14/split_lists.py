@@ -168,13 +168,14 @@ def read_list_file(split: str, path: str) -> SplitList:
         fields = [field for field in _FIELD_SEPARATOR.split(text.strip()) if field]
         if not fields:
             continue
-        if not images and not first_line and fields[0].strip('"').lower() == _HEADER:
+        if not images and text.strip().strip('"').lower().startswith(_HEADER):
             continue  # a CSV header
         name = fields[0].strip('"').replace("\\", "/").rsplit("/", 1)[-1]
         if not IMAGE_NAME.match(name):
             raise MetadataError(
-                f"{path}, line {line}: {fields[0]!r} is not an image name of NIH's form NNNNNNNN_NNN.png; a split "
-                "list holds one image name per line, optionally followed by other fields (as CheXNet's lists)"
+                f"{path}, line {line}: {text.strip()[:80]!r} does not start with an image name of NIH's form "
+                "NNNNNNNN_NNN.png; a split list holds one image name per line, optionally followed by other fields "
+                "(as CheXNet's lists)"
             )
         if name in first_line:
             raise MetadataError(f"{path}, line {line}: {name} is listed twice (first on line {first_line[name]})")
@@ -251,8 +252,8 @@ def check_listed_images(lists: Mapping[str, SplitList], entry_names) -> None:
         split_list, unknown = problems[0]
         counts = ", ".join(f"{len(images):,} in {listed.file_name}" for listed, images in problems)
         raise SplitError(
-            f"{split_list.path}, line {unknown[0].line}: {unknown[0].name} is not in the entry CSV ({counts} listed "
-            "images are not); use lists made for this release, or the entry CSV they were made from"
+            f"{split_list.path}, line {unknown[0].line}: {unknown[0].name} is not in the entry CSV (listed images "
+            f"without a row: {counts}); use lists made for this release, or the entry CSV they were made from"
         )
 
 

@@ -9,7 +9,7 @@ a loaded ``Dataset``, ``DatasetDict``, their streaming variants or a ``DatasetIn
     ds = load_dataset("nih_chestxray14", data_dir=...)
     split_description(ds)  # "NIH's official patient-wise split: test = NIH's test_list.txt; ..."
 
-A streaming dataset's description has no counts, since nothing has been read yet.
+A streaming dataset's counts are those of the lists: it finds a missing image only once it reads that far.
 """
 
 from __future__ import annotations
