@@ -165,7 +165,8 @@ _CONFIGS_BY_NAME = {config.name: config for config in _CONFIGS}
 
 
 class NIHChestXray14(datasets.GeneratorBasedBuilder):
-    """NIH ChestX-ray14 on its official patient-wise split, with multi-hot labels in :data:`~.labels.LABELS` order.
+    """NIH ChestX-ray14 on its official patient-wise split (or on ``split_lists``), with multi-hot labels in
+    :data:`~.labels.LABELS` order.
 
     ``data_dir`` is a folder with NIH's metadata (``Data_Entry_2017_v2020.csv`` or ``Data_Entry_2017.csv``,
     ``train_val_list.txt``, ``test_list.txt``, optionally ``BBox_List_2017.csv``) and, if already downloaded, the
@@ -255,9 +256,13 @@ class NIHChestXray14(datasets.GeneratorBasedBuilder):
         Raises:
             SplitError: lists that place an image in neither or both official lists, a patient in two splits, or
                 (custom lists) a listed image without an entry CSV row or lists that share images or patients.
+            ValueError: ``allow_split_overlap`` without ``split_lists``, or a validation list beside a
+                ``validation_fraction`` other than 0.1.
         """
         config = self.config
         patient_of_image = {name: entry.patient_id for name, entry in release.entries.items()}
+        if config.split_lists is None and config.allow_split_overlap:
+            raise ValueError("allow_split_overlap applies only with split_lists; NIH's own lists never overlap")
         if config.split_lists is None:
             assignment = assign_splits(
                 patient_of_image, release.train_val, release.test, fraction,

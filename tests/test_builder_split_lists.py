@@ -121,6 +121,11 @@ def test_shared_patients_are_refused_unless_allowed_and_the_record_says_so(image
                                             "allow_split_overlap=True: validation_list.txt and test_list.txt share")
 
 
+def test_allow_split_overlap_without_lists_is_refused(images_release, tmp_path):
+    with pytest.raises(ValueError, match="allow_split_overlap applies only with split_lists"):
+        build(images_release, tmp_path / "cache", allow_split_overlap=True)
+
+
 def test_label_disagreements_in_the_lists_are_logged_and_the_entry_csv_wins(images_release, tmp_path, caplog):
     lists, names = patient_lists(images_release, tmp_path)  # every line says "no finding"
     entries = raw_entries(images_release)
