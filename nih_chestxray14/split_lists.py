@@ -7,10 +7,10 @@ dataset on them instead of NIH's ``train_val_list.txt`` / ``test_list.txt``.
 **Format.** One image per line. A line holds the image name, optionally followed by more fields separated by spaces,
 tabs or a comma, which are ignored: NIH's lists (``00000001_000.png``) and the CheXNet reimplementations' lists
 (``00000001_000.png 0 1 0 0 0 0 0 0 0 0 0 0 0 0``, the name and 14 labels) both read. The name may carry a folder
-(``images/00000001_000.png``); only the file name is kept. Blank lines are skipped, and a first line whose first field
-is ``Image Index`` is taken as a header. Labels always come from the entry CSV: when a line carries 14 labels
-that differ from the entry CSV's, the builder logs how many lines differ (CheXNet's lists were made from the 2017
-CSV and differ from ``Data_Entry_2017_v2020.csv`` on 181 of 112,120 lines).
+(``images/00000001_000.png``); only the file name is kept. Blank lines are skipped, and so is a line that starts with
+``Image Index`` before the first image (a CSV header). Labels always come from the entry CSV: when a line carries 14
+labels that differ from the entry CSV's, the builder logs how many lines differ (CheXNet's lists, as published in
+arnoweng/CheXNet, differ from ``Data_Entry_2017_v2020.csv`` on 181 of their 112,120 lines).
 
 **Checks, before anything is built.** Every listed name must be an image of the entry CSV (the error names the list
 file and line), no list may name an image twice, and the lists must be disjoint and patient-wise: no image and no

@@ -164,3 +164,10 @@ def test_export_refuses_a_custom_split_whose_card_would_name_the_official_one(im
     with pytest.raises(PublishError, match="would name the wrong split"):
         export(images_release, tmp_path / "out", ["default"], cache_dir=tmp_path / "cache", split_lists=lists)
     assert not (tmp_path / "out").exists()
+
+
+def test_data_not_built_here_has_no_recorded_split():
+    import datasets
+
+    with pytest.raises(ValueError, match="does not record its split"):
+        split_description(datasets.Dataset.from_dict({"image_id": ["00000001_000.png"]}))
