@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PIP := $(BIN)/python -m pip
 
-.PHONY: demo test benchmarks clean
+.PHONY: demo test benchmarks ipu-env test-ipu clean
 
 $(BIN)/activate:
 	$(PYTHON) -m venv $(VENV)
@@ -15,7 +15,7 @@ $(VENV)/.installed-train: setup.cfg constraints.txt | $(BIN)/activate
 	touch $@
 
 $(VENV)/.installed-test: setup.cfg constraints.txt | $(BIN)/activate
-	$(PIP) install --quiet -c constraints.txt -e ".[train,test]"
+	$(PIP) install --quiet -c constraints.txt -e ".[train,test,space]"
 	touch $@ $(VENV)/.installed-train
 
 demo: $(VENV)/.installed-train  ## the offline demo: synthetic release, tiny ViT, CPU, about a minute
@@ -27,5 +27,27 @@ test: $(VENV)/.installed-test  ## the test suite, CPU only, no network
 benchmarks: $(VENV)/.installed-test  ## every benchmark; figures go to stdout (see benchmarks/README.md)
 	for script in benchmarks/*.py; do $(BIN)/python $$script || exit 1; done
 
+# The IPU environment: optimum-graphcore 0.7.1 and the transformers 4.29 it pins, beside (never inside) .venv.
+# Graphcore's poptorch and popart are not on PyPI; test-ipu puts stand-ins for them on the path (tests/ipu_sdk_stand_in).
+IPU_VENV ?= .venv-ipu
+IPU_BIN := $(IPU_VENV)/bin
+IPU_DATA ?= .cache/ipu-env
+
+$(IPU_VENV)/.installed: requirements-ipu.txt constraints-ipu.txt setup.cfg
+	rm -rf $(IPU_VENV)
+	$(PYTHON) -m venv $(IPU_VENV)
+	$(IPU_BIN)/python -m pip install --quiet --upgrade pip
+	$(IPU_BIN)/python -m pip install --quiet -c constraints-ipu.txt -r requirements-ipu.txt
+	$(IPU_BIN)/python -m pip install --quiet --no-deps -e .
+	touch $@
+
+ipu-env: $(IPU_VENV)/.installed  ## .venv-ipu: optimum-graphcore 0.7.1, transformers 4.29, datasets 3 (CPU torch)
+
+# The IPU tests read a Parquet export written by this project in the main environment, as an IPU user's would be.
+test-ipu: $(IPU_VENV)/.installed $(VENV)/.installed-train  ## the IPU stack's tests, in .venv-ipu, up to the device
+	rm -rf $(IPU_DATA)
+	$(BIN)/python tests/ipu_env/make_export.py $(IPU_DATA)
+	NIH_CHESTXRAY14_IPU_DATA=$(abspath $(IPU_DATA)) $(IPU_BIN)/python -m pytest -c tests/ipu_env/pytest.ini tests/ipu_env
+
 clean:
-	rm -rf $(VENV) demo-output .pytest_cache
+	rm -rf $(VENV) $(IPU_VENV) demo-output .pytest_cache

@@ -51,9 +51,9 @@ import pyarrow.parquet as pq
 from PIL import Image
 
 import nih_chestxray14
-import nih_chestxray14.publish as publish
-from nih_chestxray14.publish import (Shard, compressible_columns, data_dir_for, export_dataset_dict,
-                                     parse_shard_size, plan_shards, write_shard, write_shards)
+import nih_chestxray14.parquet as parquet
+from nih_chestxray14.parquet import compressible_columns, plan_shards, write_parquet, write_shards
+from nih_chestxray14.publish import data_dir_for, export_dataset_dict, parse_shard_size
 from nih_chestxray14.sample import encode_png, make_release, synthetic_xray
 
 DISTINCT_IMAGES = 12  # drawing a 1024 px X-ray takes ~0.3 s: for `default`, draw a pool and reuse its bytes
@@ -99,12 +99,12 @@ def export_uncompressed(dataset_dict, out: Path, config: str, max_shard_bytes: i
 
 def export_at_zstd_level(level: int, dataset_dict, out: Path, config: str, max_shard_bytes: int) -> None:
     """Export as ``export`` does, but compressing image columns at zstd ``level`` instead of IMAGE_ZSTD_LEVEL."""
-    default_level = publish.IMAGE_ZSTD_LEVEL
-    publish.IMAGE_ZSTD_LEVEL = level
+    default_level = parquet.IMAGE_ZSTD_LEVEL
+    parquet.IMAGE_ZSTD_LEVEL = level
     try:
         export_dataset_dict(dataset_dict, out, config, max_shard_bytes=max_shard_bytes)
     finally:
-        publish.IMAGE_ZSTD_LEVEL = default_level
+        parquet.IMAGE_ZSTD_LEVEL = default_level
 
 
 def contenders(dataset_dict, config: str, arrow_files: list[Path], work: Path, max_shard_bytes: int,
@@ -208,7 +208,7 @@ def reader_table(dataset_dict, config: str, work: Path, args) -> list[str]:
     """Sizes of the Parquet export with and without zstd against the Arrow cache, and what reading them costs."""
     max_shard_bytes = parse_shard_size(args.max_shard_size)
     arrow_bytes = sum(f.stat().st_size for f in arrow_files_of(dataset_dict))
-    exports = {f"zstd level {publish.IMAGE_ZSTD_LEVEL} (export now)": work / "read-zstd",
+    exports = {f"zstd level {parquet.IMAGE_ZSTD_LEVEL} (export now)": work / "read-zstd",
                "zstd level 1": work / "read-zstd-1", "uncompressed (before)": work / "read-stored"}
     for folder in exports.values():
         shutil.rmtree(folder, ignore_errors=True)
@@ -279,7 +279,7 @@ def chunk_digests(data: bytes, mask_bits: int = 16, min_size: int = 8 << 10,
 def dedup_table(dataset_dict, work: Path) -> list[str]:
     """Share of a re-upload's bytes that a chunk store holding the first upload lacks, with and without CDC."""
     train = dataset_dict["train"]
-    table = train.data.table
+    table = train.with_format("arrow")[:]
     rng = np.random.default_rng(0)  # unique image bytes: the synthetic release reuses a small pool of PNGs
     images = table["image"].combine_chunks()
     unique = pa.array([rng.bytes(len(png)) for png in images.field("bytes").to_pylist()], pa.binary())
@@ -301,7 +301,8 @@ def dedup_table(dataset_dict, work: Path) -> list[str]:
     for chunking in (False, True):
         def parquet_bytes(edited: pa.Table) -> bytes:
             path = work / "dedup.parquet"
-            write_shard(Shard(path, edited, train.features, row_group_size), content_defined_chunking=chunking)
+            write_parquet(path, edited, train.features, row_group_size=row_group_size,
+                          content_defined_chunking=chunking)
             return path.read_bytes()
 
         stored = {digest for digest, _ in chunk_digests(parquet_bytes(table))}

@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import re
 import sys
 from pathlib import Path
 from typing import Optional, Sequence
@@ -23,8 +24,13 @@ from typing import Optional, Sequence
 from datasets.exceptions import DatasetGenerationError
 
 from .builder import NIHChestXray14
+from .download import (DEFAULT_DEADLINE, DEFAULT_TIMEOUT, DownloadsFailedError, download_archives, nih_archives,
+                       read_checksums)
+from .errors import NIHChestXray14Error
+from .hub import redact_secrets
 from .loading import load
 from .publish import DEFAULT_MAX_SHARD_SIZE, MAX_DEFAULT_THREADS, export, parse_shard_size, push
+from .split_record import split_description
 from .splits import SPLITS
 
 PROG = "nih-chestxray14"
@@ -59,6 +65,26 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{value} must be at least 0")
+    return value
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"{value:g} must be more than 0 seconds")
+    return value
+
+
 def _fraction(text: str) -> float:
     try:
         value = float(text)
@@ -67,6 +93,13 @@ def _fraction(text: str) -> float:
     if not 0.0 <= value < 1.0:
         raise argparse.ArgumentTypeError(f"{value} must be in [0, 1)")
     return value
+
+
+def _split_list(text: str) -> tuple:
+    split, sep, path = text.partition("=")
+    if not sep or split not in SPLITS or not path:
+        raise argparse.ArgumentTypeError(f"{text!r} is not SPLIT=FILE with SPLIT one of {', '.join(SPLITS)}")
+    return split, path
 
 
 def _add_builder_arguments(parser: argparse.ArgumentParser, *, many_configs: bool) -> None:
@@ -88,6 +121,13 @@ def _add_builder_arguments(parser: argparse.ArgumentParser, *, many_configs: boo
                        help="share of train_val patients that form validation (default: 0.1)")
     group.add_argument("--allow-missing-images", action="store_true",
                        help="build from a partial download, skipping (and counting) images that are absent")
+    if not many_configs:  # export and push write NIH's official split, which their card describes
+        group.add_argument("--split-list", dest="split_lists", action="append", type=_split_list, metavar="SPLIT=FILE",
+                           help="build on your own split list instead of NIH's, e.g. train=train_list.txt; repeat "
+                                "for train, test and optionally validation (format and checks: "
+                                "nih_chestxray14.split_lists)")
+        group.add_argument("--allow-split-overlap", action="store_true",
+                           help="with --split-list, build even when the lists share images or patients (logged)")
 
 
 def _add_writer_arguments(parser: argparse.ArgumentParser, *, chunking_default: bool) -> None:
@@ -96,8 +136,8 @@ def _add_writer_arguments(parser: argparse.ArgumentParser, *, chunking_default: 
                        help=f"largest shard, e.g. 500MB (default: {DEFAULT_MAX_SHARD_SIZE})")
     group.add_argument("--content-defined-chunking", action=argparse.BooleanOptionalAction, default=None,
                        help="cut Parquet pages where the content says, as push_to_hub does, so the Hub stores "
-                            "only what changed when a later upload edits rows; costs a third or more of the "
-                            f"export's speed (default: {'on' if chunking_default else 'off'} for this command)")
+                            "only what changed when a later upload edits rows; it hashes every byte, so writing "
+                            f"is slower (default: {'on' if chunking_default else 'off'} for this command)")
     group.add_argument("--threads", type=_positive_int, default=None, metavar="N",
                        help=f"shards written at once (default: one per CPU core, at most {MAX_DEFAULT_THREADS})")
 
@@ -119,18 +159,24 @@ def build_parser() -> argparse.ArgumentParser:
     download = commands.add_parser(
         "download", help="fetch NIH's 12 image archives (resumable, checked)",
         description="Fetch NIH's 12 image archives (images_001.tar.gz ... images_012.tar.gz) into DIR, with a "
-                    "progress bar each. An interrupted download resumes where it stopped; an archive appears "
-                    "under its final name only once complete. NIH publishes no checksums: pass --checksums to "
-                    "check them. The metadata files (Data_Entry_2017_v2020.csv, train_val_list.txt, "
-                    "test_list.txt, BBox_List_2017.csv) come from NIH's site: put them in DIR too.")
+                    "progress bar each. An interrupted download resumes where it stopped. An archive appears "
+                    "under its final name only once it has been read in full and checked: gzip and tar to their "
+                    "end, NIH's MD5 (from NIH's FAQ) and its number of PNGs; anything else is deleted. The "
+                    "metadata files (Data_Entry_2017_v2020.csv, train_val_list.txt, test_list.txt, "
+                    "BBox_List_2017.csv) come from NIH's site: put them in DIR too.")
     download.add_argument("dir", type=Path, metavar="DIR", help="folder to download into (created if needed)")
     download.add_argument("--archives", type=_positive_int, nargs="+", metavar="N",
                           help="only these archives, by number 1-12 (default: all)")
     download.add_argument("--checksums", type=Path, metavar="FILE",
-                          help="sha256sum-style file, '<sha256>  images_001.tar.gz' per line, to check archives")
-    download.add_argument("--retries", type=int, default=3, help="resumes after a dropped connection (default: 3)")
-    download.add_argument("--timeout", type=float, default=60.0, help="seconds without data before giving up "
-                                                                       "on a connection (default: 60)")
+                          help="sha256sum- or md5sum-style file, '<digest>  images_001.tar.gz' per line, whose "
+                               "digests replace NIH's MD5s")
+    download.add_argument("--retries", type=_non_negative_int, default=3,
+                          help="resumes after a dropped connection, per archive (default: 3)")
+    download.add_argument("--timeout", type=_seconds, default=DEFAULT_TIMEOUT,
+                          help=f"seconds a connection may wait for data (default: {DEFAULT_TIMEOUT:g})")
+    download.add_argument("--deadline", type=_seconds, default=DEFAULT_DEADLINE,
+                          help="seconds one archive may take in all, retries included, however slowly the server "
+                               f"sends (default: {DEFAULT_DEADLINE:g}, i.e. {DEFAULT_DEADLINE / 3600:g} hours)")
 
     prepare = commands.add_parser(
         "prepare", help="build a config into datasets' cache",
@@ -143,7 +189,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Write configs as Parquet shards in the Hub's dataset layout (OUT/<config>/<split>-NNNNN-of-"
                     "NNNNN.parquet, 'data/' for default) with a README.md dataset card, so that "
                     "datasets.load_dataset(OUT, config) loads them with no code of this package. Prepares the "
-                    "configs first if needed. Exporting into a folder an earlier export wrote adds configs to it.")
+                    "configs first if needed. Exporting into a folder an earlier export wrote adds configs to it "
+                    "and replaces those exported again; anything else in their folders makes export refuse. "
+                    "Everything is written beside OUT first, so a failed or interrupted export leaves OUT as it was.")
     _add_builder_arguments(export, many_configs=True)
     export.add_argument("out", type=Path, metavar="OUT", help="folder to write (created if needed)")
     _add_writer_arguments(export, chunking_default=False)
@@ -182,14 +230,21 @@ def _check_data_dir(args) -> None:
 
 
 def _builder_kwargs(args) -> dict:
-    return {"data_dir": str(args.data_dir), "num_proc": args.num_proc,
-            "cache_dir": str(args.cache_dir) if args.cache_dir else None,
-            "validation_fraction": args.validation_fraction, "allow_missing_images": args.allow_missing_images}
+    kwargs = {"data_dir": str(args.data_dir), "num_proc": args.num_proc,
+              "cache_dir": str(args.cache_dir) if args.cache_dir else None,
+              "validation_fraction": args.validation_fraction, "allow_missing_images": args.allow_missing_images}
+    split_lists = getattr(args, "split_lists", None)
+    if split_lists:
+        given = dict(split_lists)
+        if len(given) < len(split_lists):
+            raise UsageError("--split-list names one split twice; give each split once")
+        kwargs.update(split_lists=given, allow_split_overlap=args.allow_split_overlap)
+    elif getattr(args, "allow_split_overlap", False):
+        raise UsageError("--allow-split-overlap applies only with --split-list")
+    return kwargs
 
 
 def run_download(args) -> int:
-    from .download import DownloadsFailedError, download_archives, nih_archives, read_checksums
-
     checksums = read_checksums(args.checksums) if args.checksums else None
     archives = nih_archives(checksums)
     if args.archives:
@@ -200,12 +255,12 @@ def run_download(args) -> int:
     if args.dir.exists() and not args.dir.is_dir():
         raise UsageError(f"DIR {args.dir} is a file; give a folder to download into")
     try:
-        paths = download_archives(archives, args.dir, retries=args.retries, timeout=args.timeout)
+        paths = download_archives(archives, args.dir, retries=args.retries, timeout=args.timeout,
+                                  deadline=args.deadline)
     except DownloadsFailedError as failed:
-        for error in failed.errors:
-            print(f"{PROG} download: error: {error}", file=sys.stderr)
-        print(f"{PROG} download: {len(failed.errors)} of {len(archives)} archives failed; run the same command "
-              "again to resume", file=sys.stderr)
+        for error in failed.errors:  # each names its archive and says what to do
+            print(f"{PROG} download: error: {one_line(error)}", file=sys.stderr)
+        print(f"{len(failed.paths)} of {len(archives)} archives in {args.dir}")
         return 1
     print(f"{len(paths)} archives in {args.dir}")
     return 0
@@ -216,6 +271,7 @@ def run_prepare(args) -> int:
     dataset_dict = load(name=args.config, **_builder_kwargs(args))
     sizes = ", ".join(f"{split}: {len(ds):,}" for split, ds in dataset_dict.items())
     print(f"prepared {args.config} ({sizes})")
+    print(f"split: {split_description(dataset_dict)}")
     return 0
 
 
@@ -259,23 +315,30 @@ COMMANDS = {"download": run_download, "prepare": run_prepare, "export": run_expo
 
 # ---- entry point -------------------------------------------------------------------------------------------------
 def one_line(error: BaseException) -> str:
-    """The most specific message in an exception chain, on one line, with any Hub token masked."""
+    """The most specific message in an exception chain, on one line, with any Hub token masked.
+
+    ``datasets`` wraps errors met while generating in ``DatasetGenerationError``: in this process the project's
+    error is its cause; from a ``num_proc`` worker only the worker's traceback text comes back, and the project's
+    error is read from it.
+    """
     innermost = error
     while innermost.__cause__ is not None and isinstance(innermost, DatasetGenerationError):
         innermost = innermost.__cause__
-    message = " ".join(str(innermost).split()) or type(innermost).__name__
-    for token in {os.environ.get("HF_TOKEN"), _saved_token()} - {None, ""}:
-        message = message.replace(token, "***")
-    return message
+    message = str(innermost)
+    if not isinstance(innermost, NIHChestXray14Error) and "Traceback (most recent call last)" in message:
+        message = _project_error_in_traceback(message) or message
+    return redact_secrets(" ".join(message.split()) or type(innermost).__name__)
 
 
-def _saved_token() -> Optional[str]:
-    try:
-        from huggingface_hub import get_token
+_EXCEPTION_LINE = re.compile(r"^(?P<type>[A-Za-z_][\w.]*): (?P<message>.+)$", re.MULTILINE)
 
-        return get_token()
-    except Exception:  # noqa: BLE001 - masking is best effort and must never hide the real error
-        return None
+
+def _project_error_in_traceback(text: str) -> Optional[str]:
+    """The message of the first exception of this package in a printed traceback, or None."""
+    for match in _EXCEPTION_LINE.finditer(text):
+        if match.group("type").startswith(f"{__package__}."):
+            return match.group("message")
+    return None
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

@@ -1,30 +1,55 @@
-"""The ``datasets`` builder for NIH ChestX-ray14: configs, features, the official patient-wise splits, and examples."""
+"""The ``datasets`` builder for NIH ChestX-ray14: configs, features, the patient-wise splits, and examples.
+
+The splits are NIH's official ones (:mod:`.splits`) or the user's own lists (``split_lists``, :mod:`.split_lists`);
+either way the split is recorded in ``DatasetInfo.description`` (:mod:`.split_record`).
+
+``_split_generators`` checks everything that can be checked before anything is written, so that those errors reach
+``load_dataset`` callers as themselves: the metadata (:mod:`.metadata`), the split lists and patients
+(:mod:`.splits`), where the images are (:mod:`.sources`) and that every listed image is there (for archives, by
+reading their member headers once). Only the PNGs' own bytes are checked while examples are generated
+(:mod:`.pixels`): a damaged PNG is reported by ``load_dataset`` as ``DatasetGenerationError`` with this package's
+error as its cause (``nih_chestxray14.load()`` and the command line raise it as itself), and so is an archive that
+changes between the check and the read. Streaming reads the archives once, so it checks for missing images at the
+end of each split instead.
+"""
 
 from __future__ import annotations
 
 import hashlib
+import itertools
 import logging
-import math
 import os
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterator, List, Optional, Sequence
 
 import datasets
 
 from .archives import NIH_ARCHIVE_URLS
-from .errors import ImageSourceError, MissingImagesError
+from .datasets_compat import discard_stale_build, remove_lock_folders
+from .labels import multi_hot
 from .metadata import NIH_RELEASE_PAGE, read_release_metadata
 from .pixels import check_png, resize_png
 from .schema import FEATURES, make_example
-from .sources import ImageSource, iter_archive_images, locate_images, release_fingerprint
-from .spill import SpillWriter, read_spill
-from .splits import SPLITS, assign_splits, check_validation_fraction
+from .sources import (
+    ImageSource,
+    index_archives,
+    locate_images,
+    present_images,
+    read_archives,
+    read_files,
+    release_fingerprint,
+)
+from .split_lists import assign_listed_splits, count_label_mismatches, list_overlaps, read_split_lists
+from .split_lists import split_lists_fingerprint
+from .split_record import describe_split, split_line
+from .splits import SPLITS, SplitAssignment, assign_splits, check_validation_fraction
+from .workers import children_end_with_this_process, end_with_parent
 
 logger = logging.getLogger(__name__)
 
 DATASET_NAME = "nih_chestxray14"
+BUILDER_MODULE = __name__
 
 DATA_FILES_REFUSED = (
     "nih_chestxray14 reads NIH's release from data_dir, not data_files: pass data_dir=<folder with "
@@ -52,16 +77,21 @@ _CITATION = """\
 
 _DESCRIPTION = """\
 NIH ChestX-ray14: 112,120 frontal chest X-rays (1024 x 1024, 8-bit PNG) of 30,805 patients, labelled with 14 findings
-mined from the radiology reports, on NIH's official patient-wise train_val/test split. Validation is a deterministic
-10% of the train_val patients. Labels are multi-hot in the order of NIH's paper and CheXNet; "No Finding" is the
-all-zero vector.
+mined from the radiology reports. Labels are multi-hot in the order of NIH's paper and CheXNet; "No Finding" is the
+all-zero vector. No patient is in two splits unless the line below says so; it names the split this copy was built on.
 """
+
+CITATION = _CITATION
+"""The BibTeX entry to cite with this dataset (Wang et al., CVPR 2017), for cards and documentation."""
 
 _VERSION = datasets.Version("1.0.0")
 
-_CONFIG_PARAMETERS = ("image_size", "validation_fraction", "allow_missing_images")
+_CONFIG_PARAMETERS = ("image_size", "validation_fraction", "allow_missing_images", "split_lists", "allow_split_overlap")
 
-_SOURCE_MODULES = ("archives", "builder", "errors", "labels", "metadata", "pixels", "schema", "sources", "spill", "splits")
+_SOURCE_MODULES = (
+    "archives", "builder", "errors", "labels", "metadata", "pixels", "schema", "sources", "split_lists",
+    "split_record", "splits",
+)
 
 
 def code_hash() -> str:
@@ -85,217 +115,215 @@ class NIHChestXray14Config(datasets.BuilderConfig):
             0 there is no validation split.
         allow_missing_images: build from a partial download, skipping (and logging the count of) listed images that
             are not found; by default a missing image is an error.
-        release_fingerprint: set by the builder from ``data_dir`` (names, sizes and times of its files and image
-            folders) so that the cache key changes when the release does; not meant to be passed.
+        split_lists: ``None`` for NIH's official split; else your own lists, ``{"train": path, "validation": path,
+            "test": path}`` (validation optional), e.g. CheXNet's (format and checks: :mod:`.split_lists`).
+        allow_split_overlap: with ``split_lists``, build even when the lists share images or patients (logging the
+            counts); by default that is an error.
     """
 
     image_size: Optional[int] = None
     validation_fraction: float = 0.1
     allow_missing_images: bool = False
-    release_fingerprint: Optional[str] = None
+    split_lists: Optional[Dict[str, str]] = None
+    allow_split_overlap: bool = False
+
+    def create_config_id(self, config_kwargs: Dict[str, Any], custom_features=None) -> str:
+        """The name of this config's cache folder, as ``datasets`` makes it, from what decides the data: the
+        parameters that differ from the named config's defaults (so ``validation_fraction=0.1`` passed explicitly
+        reuses a plain load's cache), ``data_dir`` (resolved by the builder), the release's fingerprint
+        (:func:`~.sources.release_fingerprint`), so that a changed release is built again, and the split lists by
+        resolved path and content (:func:`~.split_lists.split_lists_fingerprint`), so that an edited list is too.
+
+        Raises:
+            ValueError, MissingMetadataError: for a ``split_lists`` that is not a mapping of train/validation/test to
+                existing files.
+        """
+        defaults = _CONFIGS_BY_NAME.get(self.name)
+        kwargs = {
+            key: value for key, value in config_kwargs.items()
+            if not (defaults is not None and key in _CONFIG_PARAMETERS and value == getattr(defaults, key))
+        }
+        if self.split_lists is not None:
+            kwargs["split_lists"] = split_lists_fingerprint(self.split_lists)
+        if self.data_dir is not None:
+            kwargs["release"] = release_fingerprint(self.data_dir)
+        return super().create_config_id(kwargs, custom_features=custom_features)
+
+
+_CONFIGS = [
+    NIHChestXray14Config(name="default", version=_VERSION, description="NIH's 1024 x 1024 PNGs, bytes untouched."),
+] + [
+    NIHChestXray14Config(
+        name=f"resized-{size}",
+        version=_VERSION,
+        image_size=size,
+        description=f"Shorter side resized to {size} px once, by area averaging; lossless PNG.",
+    )
+    for size in (224, 256, 512)
+]
+_CONFIGS_BY_NAME = {config.name: config for config in _CONFIGS}
 
 
 class NIHChestXray14(datasets.GeneratorBasedBuilder):
-    """NIH ChestX-ray14 on its official patient-wise split, with multi-hot labels in :data:`~.labels.LABELS` order.
+    """NIH ChestX-ray14 on its official patient-wise split (or on ``split_lists``), with multi-hot labels in
+    :data:`~.labels.LABELS` order.
 
     ``data_dir`` is a folder with NIH's metadata (``Data_Entry_2017_v2020.csv`` or ``Data_Entry_2017.csv``,
     ``train_val_list.txt``, ``test_list.txt``, optionally ``BBox_List_2017.csv``) and, if already downloaded, the
-    images in any layout of :mod:`.sources`; without images, NIH's 12 archives are downloaded.
+    images in any layout of :mod:`.sources`; without images, NIH's 12 archives are downloaded. It is resolved (``~``
+    expanded, links and ``..`` followed) before it keys the cache, so every spelling of one folder shares one cache.
     """
 
     VERSION = _VERSION
     BUILDER_CONFIG_CLASS = NIHChestXray14Config
-    BUILDER_CONFIGS = [
-        NIHChestXray14Config(name="default", version=_VERSION, description="NIH's 1024 x 1024 PNGs, bytes untouched."),
-    ] + [
-        NIHChestXray14Config(
-            name=f"resized-{size}",
-            version=_VERSION,
-            image_size=size,
-            description=f"Shorter side resized to {size} px once, by area averaging; lossless PNG.",
-        )
-        for size in (224, 256, 512)
-    ]
+    BUILDER_CONFIGS = _CONFIGS
     DEFAULT_CONFIG_NAME = "default"
     DEFAULT_WRITER_BATCH_SIZE = 100  # ~45 MB of original PNGs per Arrow record batch
 
-    def __init__(self, *args, data_files=None, hash: Optional[str] = None, **kwargs):
+    def __init__(self, *args, data_dir=None, data_files=None, hash: Optional[str] = None, **kwargs):
         if data_files:
             raise ValueError(DATA_FILES_REFUSED)
-        # The same cache path whether reached through load_dataset or built directly, and whether a parameter is
-        # left out or passed at its config's value (datasets keys the cache on the keyword arguments given).
+        if data_dir is not None:
+            data_dir = os.path.realpath(os.path.expanduser(os.fspath(data_dir)))
+        # The same cache path whether reached through load_dataset or built directly.
         kwargs["dataset_name"] = kwargs.get("dataset_name") or DATASET_NAME
-        config = self.builder_configs.get(kwargs.get("config_name") or self.DEFAULT_CONFIG_NAME)
-        for parameter in _CONFIG_PARAMETERS:
-            if config is not None and parameter in kwargs and kwargs[parameter] == getattr(config, parameter):
-                del kwargs[parameter]
-        if kwargs.get("data_dir") is not None:
-            kwargs.setdefault("release_fingerprint", release_fingerprint(os.fspath(kwargs["data_dir"])))
-        super().__init__(*args, hash=hash or code_hash(), **kwargs)
-        self._expected_counts: Dict[str, int] = {}
-        self._num_proc: Optional[int] = None
-        self._spill_dir: Optional[str] = None  # set while a resized config is prepared from archives (not streaming)
+        super().__init__(*args, data_dir=data_dir, hash=hash or code_hash(), **kwargs)
+
+    def download_and_prepare(self, output_dir: Optional[str] = None, *args, **kwargs) -> None:
+        """``datasets``' own, after removing the half-written build a killed run left behind, with the processes it
+        starts ending with this one (:mod:`.workers`), and removing the empty lock folders a failed build leaves
+        (:mod:`.datasets_compat`)."""
+        local = output_dir is None or "://" not in os.fspath(output_dir)
+        if local:
+            discard_stale_build(os.fspath(output_dir or self.cache_dir))
+        try:
+            with children_end_with_this_process():
+                super().download_and_prepare(output_dir, *args, **kwargs)
+        except BaseException:
+            if local and output_dir is None:
+                remove_lock_folders(self.cache_dir)
+            raise
 
     def _info(self) -> datasets.DatasetInfo:
+        config = self.config
+        split = describe_split(config.split_lists, check_validation_fraction(config.validation_fraction))
         return datasets.DatasetInfo(
-            description=_DESCRIPTION,
+            description=_DESCRIPTION + split_line(split) + "\n",
             features=FEATURES,
             homepage=_HOMEPAGE,
             license=_LICENSE,
             citation=_CITATION,
         )
 
-    def _make_split_generators_kwargs(self, prepare_split_kwargs):
-        # num_proc decides how many ways each archive is shared when there are fewer archives than processes.
-        return {"num_proc": prepare_split_kwargs.get("num_proc")}
-
-    def _split_generators(self, dl_manager, num_proc: Optional[int] = None) -> List[datasets.SplitGenerator]:
+    def _split_generators(self, dl_manager: datasets.DownloadManager) -> List[datasets.SplitGenerator]:
         config = self.config
         fraction = check_validation_fraction(config.validation_fraction)
         if config.image_size is not None and (not isinstance(config.image_size, int) or config.image_size < 1):
             raise ValueError(f"image_size must be a positive number of pixels or None, got {config.image_size!r}")
         release = read_release_metadata(config.data_dir)
-        patient_of_image = {name: entry.patient_id for name, entry in release.entries.items()}
-        assignment = assign_splits(
-            patient_of_image,
-            release.train_val,
-            release.test,
-            fraction,
-            train_val_source=release.train_val_list,
-            test_source=release.test_list,
-        )  # raises SplitError if a patient would span two splits
+        assignment, describe = self._assign_splits(release, fraction)
+        source = locate_images(config.data_dir) or self._download_archives(dl_manager)
+        index = self._index(source, dl_manager)
 
-        source = locate_images(config.data_dir)
-        if source is None:
-            logger.info("%s has no images: downloading NIH's %d archives", config.data_dir, len(NIH_ARCHIVE_URLS))
-            source = ImageSource("download", archives=tuple(dl_manager.download(list(NIH_ARCHIVE_URLS))))
-        self._num_proc = num_proc
-        spill_dir = self._spill_dir if source.layout != "extracted" else None
         generators = []
+        counts = {}
         for split in SPLITS:
             names = assignment.images(split)
+            if index is not None:
+                names = present_images(split, names, index, source.describe(), config.allow_missing_images)
             if not names:  # e.g. validation_fraction=0: datasets cannot read back an empty split
                 logger.info("the %s split is empty and is left out", split)
                 continue
-            # The first split's pass over the archives also prepares the later splits' images (see .spill).
-            spill_for = {} if generators or spill_dir is None else {
-                name: other for other in SPLITS if other != split for name in assignment.images(other)
+            counts[split] = (len(names), len({release.entries[name].patient_id for name in names}))
+            gen_kwargs = {
+                "split": split,
+                "entries": {name: release.entries[name] for name in names},
+                "boxes": {name: release.boxes[name] for name in names if name in release.boxes},
             }
             if source.layout == "extracted":
-                names = self._present(names, source, split)
-                shards = [(source.files[name], 0, 1) for name in names]
-                archives: Tuple[object, ...] = ()
+                gen_kwargs.update(self._file_shards(names, source))
             else:
-                parts = max(1, math.ceil((num_proc or 1) / len(source.archives)))
-                shards = [(index, part, parts) for index in range(len(source.archives)) for part in range(parts)]
-                archives = tuple((path, dl_manager.iter_archive(path)) for path in source.archives)
-            self._expected_counts[split] = len(names)
-            generators.append(
-                datasets.SplitGenerator(
-                    name=split,
-                    gen_kwargs={
-                        "shards": shards,
-                        "archives": archives,
-                        "entries": {name: release.entries[name] for name in names},
-                        "boxes": {name: release.boxes[name] for name in names if name in release.boxes},
-                        "split": split,
-                        "num_shards": len(shards),
-                        "source": source.describe(),
-                        "spill_dir": spill_dir,
-                        "spill_for": spill_for,
-                    },
-                )
-            )
+                gen_kwargs.update(self._archive_shards(names, source, index, dl_manager))
+            generators.append(datasets.SplitGenerator(name=split, gen_kwargs=gen_kwargs))
+        # Saved with the dataset (datasets writes self.info once the splits are generated).
+        self.info.description = _DESCRIPTION + split_line(describe(counts)) + "\n"
         return generators
 
-    def _present(self, names: Sequence[str], source: ImageSource, split: str) -> List[str]:
-        """The names whose PNG exists; raise (or log, with ``allow_missing_images``) for the others."""
-        missing = [name for name in names if name not in source.files]
-        if missing:
-            self._report_missing(split, len(missing), len(names), source.describe(), missing)
-        return [name for name in names if name in source.files]
+    def _assign_splits(self, release, fraction: float):
+        """The split assignment (official or from ``split_lists``), checked before anything is generated, and a
+        function of the built sizes that describes it (:func:`~.split_record.describe_split`).
 
-    def _report_missing(self, split: str, count: int, listed: int, where: str, names: Sequence[str] = ()) -> None:
-        if names:
-            shown = ", ".join(sorted(names)[:5]) + (" …" if len(names) > 5 else "")
-        else:
-            shown = "build with num_proc=1 to list them"
-        if not self.config.allow_missing_images:
-            raise MissingImagesError(
-                f"{count} of the {listed} images of the {split} split are not in {where} ({shown}); "
-                "complete the download, or build from what you have with allow_missing_images=True"
+        Raises:
+            SplitError: lists that place an image in neither or both official lists, a patient in two splits, or
+                (custom lists) a listed image without an entry CSV row or lists that share images or patients.
+            ValueError: ``allow_split_overlap`` without ``split_lists``, or a validation list beside a
+                ``validation_fraction`` other than 0.1.
+        """
+        config = self.config
+        patient_of_image = {name: entry.patient_id for name, entry in release.entries.items()}
+        if config.split_lists is None and config.allow_split_overlap:
+            raise ValueError("allow_split_overlap applies only with split_lists; NIH's own lists never overlap")
+        if config.split_lists is None:
+            assignment = assign_splits(
+                patient_of_image, release.train_val, release.test, fraction,
+                train_val_source=release.train_val_list, test_source=release.test_list,
             )
-        logger.warning("allow_missing_images: skipped %d of the %d images of the %s split (%s)",
-                       count, listed, split, shown)
+            return assignment, lambda counts: describe_split(None, fraction, counts)
+        lists = read_split_lists(config.split_lists)
+        assignment: SplitAssignment = assign_listed_splits(
+            patient_of_image, lists, fraction, allow_overlap=config.allow_split_overlap
+        )
+        mismatches = count_label_mismatches(
+            lists, {name: multi_hot(entry.findings) for name, entry in release.entries.items()}
+        )
+        if mismatches:
+            logger.warning("%d lines of the split lists carry labels that differ from %s; the dataset uses the "
+                           "entry CSV's labels", mismatches, os.path.basename(release.entry_csv))
+        shared = "; ".join(overlap.describe() for overlap in list_overlaps(lists))
+        return assignment, lambda counts: describe_split(lists, fraction, counts, unlisted=assignment.unlisted,
+                                                         shared=shared)
 
-    def _generate_examples(
-        self, shards, archives, entries, boxes, split, num_shards, source, spill_dir, spill_for
-    ) -> Iterator:
-        seen = set()
-        for shard in shards:
-            for name, png in self._shard_images(shard, archives, entries, split, spill_dir, spill_for):
-                if name in seen:
-                    raise ImageSourceError(f"{name} occurs twice in {source}; keep one copy")
-                seen.add(name)
-                yield name, make_example(entries[name], png, boxes.get(name, ()))
-        if len(shards) == num_shards and archives:  # this job read every archive: check for missing images here
-            missing = sorted(set(entries) - seen)
-            if missing:
-                self._report_missing(split, len(missing), len(entries), source, missing)
+    def _generate_examples(self, split, entries, boxes, files=(), archives=(), num_archives=0) -> Iterator:
+        end_with_parent()
+        images = itertools.chain(
+            read_files(files),
+            read_archives(archives, entries, split, num_archives, self.config.allow_missing_images),
+        )
+        for name, png, where in images:
+            yield name, make_example(entries[name], self._stored_png(png, where), boxes.get(name, ()))
 
-    def _shard_images(self, shard, archives, entries, split, spill_dir, spill_for) -> Iterator[Tuple[str, bytes]]:
-        """``(name, PNG as stored)`` for this split's images in one shard, from the spill or the source."""
-        spilled = read_spill(spill_dir, split, shard)
-        if spilled is not None:
-            yield from spilled
-            return
-        writer = SpillWriter(spill_dir, shard, set(spill_for.values())) if spill_for else None
-        complete = False
-        try:
-            for name, png, where in self._read_shard(shard, archives, entries, spill_for):
-                png = self._pixels(png, where)
-                if name in entries:
-                    yield name, png
-                else:
-                    writer.write(spill_for[name], name, png)
-            complete = True
-        finally:
-            if writer is not None:
-                writer.close(complete)
-
-    def _pixels(self, png: bytes, where: str) -> bytes:
-        """The PNG as stored by this config: checked and untouched, or resized once."""
+    def _stored_png(self, png: bytes, where: str) -> bytes:
+        """The PNG as this config stores it: checked and untouched, or resized once."""
         if self.config.image_size is None:
             check_png(png, where)
             return png
         return resize_png(png, self.config.image_size, where)
 
-    @staticmethod
-    def _read_shard(shard, archives, entries, spill_for) -> Iterator[Tuple[str, bytes, str]]:
-        location, part, parts = shard
-        if not archives:
-            with open(location, "rb") as handle:
-                yield os.path.basename(location), handle.read(), location
-            return
-        path, members = archives[location]
-        wanted = entries.keys() | spill_for.keys() if spill_for else entries
-        yield from iter_archive_images(members, path, wanted, part, parts)
+    def _download_archives(self, dl_manager) -> ImageSource:
+        logger.info("%s has no images: downloading NIH's %d archives", self.config.data_dir, len(NIH_ARCHIVE_URLS))
+        return ImageSource("download", archives=tuple(dl_manager.download(list(NIH_ARCHIVE_URLS))))
 
-    def _download_and_prepare(self, dl_manager, verification_mode, **prepare_split_kwargs):
-        # _output_dir is the build's incomplete directory here; spilled images must not outlive the build.
-        if self.config.image_size is not None and os.path.isdir(self._output_dir):
-            self._spill_dir = os.path.join(self._output_dir, "spill")
-        try:
-            super()._download_and_prepare(dl_manager, verification_mode, **prepare_split_kwargs)
-        finally:
-            if self._spill_dir is not None:
-                shutil.rmtree(self._spill_dir, ignore_errors=True)
-                self._spill_dir = None
-        # With several processes, no single job saw every archive: compare the counts instead.
-        for split, expected in self._expected_counts.items():
-            found = self.info.splits[split].num_examples
-            if found > expected:
-                raise ImageSourceError(f"the {split} split got {found} images for {expected} listed: an image occurs "
-                                       "in two archives or folders; keep one copy")
-            if found < expected and (self._num_proc or 1) > 1:
-                self._report_missing(split, expected - found, expected, "the archives")
+    @staticmethod
+    def _index(source: ImageSource, dl_manager) -> Optional[Dict[str, str]]:
+        """Image name → file or archive; ``None`` when streaming archives, which are then read only once."""
+        if source.layout == "extracted":
+            return source.files
+        if isinstance(dl_manager, datasets.StreamingDownloadManager):
+            return None
+        return index_archives(source.archives, dl_manager.iter_archive, dl_manager.download_config.num_proc or 1)
+
+    @staticmethod
+    def _file_shards(names: Sequence[str], source: ImageSource) -> Dict[str, Any]:
+        """``gen_kwargs`` for extracted PNGs: a shard is one file."""
+        return {"files": [source.files[name] for name in names]}
+
+    @staticmethod
+    def _archive_shards(names: Sequence[str], source: ImageSource, index, dl_manager) -> Dict[str, Any]:
+        """``gen_kwargs`` for archives, read in place: a shard is one archive holding any of ``names``. Without an
+        index (streaming), every archive, as a tuple, which ``datasets`` does not shard: one pass reads them all and
+        so can tell which images are missing."""
+        holding = None if index is None else {index[name] for name in names}
+        archives = [
+            (path, dl_manager.iter_archive(path)) for path in source.archives if holding is None or path in holding
+        ]
+        return {"archives": archives if index is not None else tuple(archives), "num_archives": len(archives)}

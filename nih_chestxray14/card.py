@@ -20,20 +20,20 @@ from datasets.info import DatasetInfosDict
 from datasets.utils.metadata import MetadataConfigs
 from huggingface_hub import DatasetCard, DatasetCardData
 
-from .builder import _CITATION
 from .labels import LABELS, NO_FINDING
 from .metadata import NIH_RELEASE_PAGE
 
+CARD = "README.md"
 PRETTY_NAME = "NIH ChestX-ray14"
 HOMEPAGE = NIH_RELEASE_PAGE
 LICENSE_NAME = "nih-chestxray14-terms-of-use"
-CITATION_BIBTEX = _CITATION.strip()
 
 FIELD_MEANINGS: Mapping[str, str] = {
     "image": "the X-ray, a grayscale PNG",
     "image_id": "NIH's file name, e.g. `00000001_000.png` (patient 1, follow-up 0)",
     "patient_id": "NIH's patient number",
-    "follow_up": "the patient's visit number, from 0",
+    "follow_up": "the patient's visit number, from 0: the entry CSV's `Follow-up #`, kept as NIH gives it (see "
+                 "[Follow-up numbers](#follow-up-numbers))",
     "age": "patient age in years, as in the entry CSV",
     "sex": "`M` or `F`",
     "view_position": "`PA` (posterior-anterior) or `AP` (anterior-posterior)",
@@ -56,7 +56,7 @@ class ExportedConfig:
 
     name: str
     data_dir: str
-    info: DatasetInfo  # features and split sizes
+    info: DatasetInfo  # features, split sizes and the citation
     description: str
     validation_fraction: float
 
@@ -104,11 +104,13 @@ def field_rows(features: Features) -> list[dict]:
 
 
 def render_card(out_dir: Path, exported: Sequence[ExportedConfig], repo_id: str,
-                existing: Optional[DatasetCard] = None) -> DatasetCard:
+                existing: Optional[DatasetCard] = None, staged_dir: Optional[Path] = None) -> DatasetCard:
     """Build the card for ``out_dir``: the configs in ``existing`` (if any) plus ``exported``, which win on a clash.
 
-    Label counts are read from the Parquet files under ``out_dir`` for every config whose files are there.
+    Label counts are read from the Parquet files of every config whose files are there: those of ``exported`` under
+    ``staged_dir`` (default ``out_dir``), the others under ``out_dir``. The citation is the exported data's own.
     """
+    exported_names = {config.name for config in exported}
     card_data = DatasetCardData(**existing.data.to_dict()) if existing is not None else DatasetCardData()
     MetadataConfigs({
         config.name: {"data_files": [{"split": split, "path": f"{config.data_dir}/{split}-*"}
@@ -130,8 +132,9 @@ def render_card(out_dir: Path, exported: Sequence[ExportedConfig], repo_id: str,
         description, fraction = notes.get(name, ("", None))
         configs.append({"name": name, "description": description, "validation_fraction": fraction,
                         "splits": splits})
+        root = staged_dir if staged_dir is not None and name in exported_names else out_dir
         data_dir = _data_dir_of(all_configs[name])
-        per_split = {s["name"]: sorted((out_dir / data_dir).glob(f"{s['name']}-*.parquet")) for s in splits}
+        per_split = {s["name"]: sorted((root / data_dir).glob(f"{s['name']}-*.parquet")) for s in splits}
         if per_split and all(per_split.values()):
             tables.append((name, {split: label_counts(files) for split, files in per_split.items()}))
 
@@ -159,7 +162,7 @@ def render_card(out_dir: Path, exported: Sequence[ExportedConfig], repo_id: str,
         labels=list(LABELS),
         fields=field_rows(next(iter(all_infos.values())).features) if all_infos else [],
         label_counts=_count_tables(tables),
-        citation_bibtex=CITATION_BIBTEX,
+        citation_bibtex=next((c.info.citation.strip() for c in exported if c.info.citation), ""),
     )
 
 

@@ -1,41 +1,48 @@
-"""Download NIH's image archives: resumable over HTTP Range, checked, with a progress bar per archive.
+"""Download NIH's image archives: resumable over HTTP Range, bounded in time, and checked before they get their names.
 
-An archive is streamed into ``<name>.incomplete`` beside its final name and renamed only once it is whole (and, where
-its SHA-256 is known, matches). So a final name always holds a complete archive, and an interrupted download resumes
-from the bytes already on disk, within one run (``retries``) or on the next run.
+An archive is streamed into ``<name>.incomplete`` beside its final name. It is renamed only once it has been read in
+full and found sound (:func:`check_archive`): a gzip stream that ends where it should, with its CRC; a tar archive
+that reads to its end; the digest, where one is known (NIH's MD5s are, see ``archives.NIH_ARCHIVE_MD5``); the number
+of PNGs, where it is known. So a final name always holds a checked archive. An interrupted download resumes from the
+bytes already on disk, within one run (``retries``) or on the next run; a file that cannot be an archive (an HTML
+error page served with status 200, a cut or altered archive) is deleted, never resumed.
 
-NIH's links are the ``archives.NIH_ARCHIVE_URLS``; this module only fetches them. NIH publishes no checksums, so checksums are
-known only when the caller passes them (``sha256sum`` format, see :func:`read_checksums`).
+Time is bounded twice: ``timeout`` is how long one connection may wait for data, and ``deadline`` is how long one
+archive may take in all, retries included, however slowly a server sends.
 """
 
 from __future__ import annotations
 
+import gzip
 import hashlib
-import http.client
 import logging
 import os
 import re
-import socket
-import urllib.error
-import urllib.request
+import tarfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Mapping, Optional, Sequence
+from typing import BinaryIO, Iterable, Mapping, Optional, Sequence
 
-from tqdm.auto import tqdm
-
-from .archives import NIH_ARCHIVE_URLS, nih_archive_names
+from . import archives as nih
 from .errors import NIHChestXray14Error
+from .fetch import FetchError, UnexpectedContentError, describe_start, fetch
 
 logger = logging.getLogger(__name__)
 
 INCOMPLETE_SUFFIX = ".incomplete"
+DEFAULT_TIMEOUT = 60.0
+"""Seconds one connection may wait for data before it counts as dropped."""
+DEFAULT_DEADLINE = 6 * 3600.0
+"""Seconds one archive may take in all, retries included."""
+
+GZIP_MAGIC = b"\x1f\x8b"
 _CHUNK = 1 << 20
-_TRANSIENT = (http.client.IncompleteRead, ConnectionError, socket.timeout, TimeoutError, urllib.error.URLError)
+_DIGEST_LENGTHS = {64: "sha256", 32: "md5"}
 
 
 class DownloadError(NIHChestXray14Error, RuntimeError):
-    """One archive could not be downloaded; the message names the archive, the URL and what to do."""
+    """One archive could not be downloaded; the message names the archive and says what to do."""
 
     def __init__(self, archive: "Archive", reason: str):
         super().__init__(f"{archive.name}: {reason}")
@@ -44,39 +51,63 @@ class DownloadError(NIHChestXray14Error, RuntimeError):
 
 
 class ChecksumMismatchError(DownloadError):
-    """An archive arrived whole but its SHA-256 differs from the known one; the partial file has been deleted."""
+    """An archive arrived whole but its digest differs from the known one; the download has been deleted."""
+
+
+class InvalidArchiveError(DownloadError):
+    """What arrived is not a sound ``.tar.gz`` (an HTML page, a cut or altered archive); it has been deleted."""
 
 
 class DownloadsFailedError(NIHChestXray14Error, RuntimeError):
-    """Some archives failed; ``errors`` holds one :class:`DownloadError` per failing archive."""
+    """Some archives failed; ``errors`` holds one :class:`DownloadError` per failing archive, ``paths`` the others."""
 
-    def __init__(self, errors: Sequence[DownloadError], total: int):
+    def __init__(self, errors: Sequence[DownloadError], total: int, paths: Sequence[Path] = ()):
         self.errors = list(errors)
+        self.paths = list(paths)
         lines = "\n".join(f"  {error}" for error in self.errors)
         super().__init__(f"{len(self.errors)} of {total} archives failed:\n{lines}")
 
 
 @dataclass(frozen=True)
 class Archive:
-    """One file to fetch: its final ``name`` in the target folder, its ``url`` and, when known, its ``sha256``."""
+    """One file to fetch: its final ``name`` in the target folder and its ``url``; when known, its ``sha256`` or
+    ``md5`` hex digest and ``members``, the number of PNGs it holds."""
 
     name: str
     url: str
     sha256: Optional[str] = None
+    md5: Optional[str] = None
+    members: Optional[int] = None
+
+    @property
+    def digest(self) -> Optional[tuple[str, str]]:
+        """``(algorithm, hex digest)`` to check the archive against, or None: SHA-256 when known, else MD5."""
+        if self.sha256:
+            return "sha256", self.sha256.lower()
+        if self.md5:
+            return "md5", self.md5.lower()
+        return None
 
 
 def nih_archives(checksums: Optional[Mapping[str, str]] = None) -> list[Archive]:
-    """NIH's 12 image archives, named ``images_001.tar.gz`` … ``images_012.tar.gz``, from the ``archives.NIH_ARCHIVE_URLS``.
+    """NIH's 12 image archives, ``images_001.tar.gz`` … ``images_012.tar.gz``, with NIH's MD5s and PNG counts.
 
-    ``checksums`` maps an archive name to its SHA-256 hex digest.
+    ``checksums`` maps an archive name to a SHA-256 (64 hex digits) or MD5 (32) digest that replaces NIH's MD5.
     """
-
     checksums = checksums or {}
-    return [Archive(name, url, checksums.get(name)) for name, url in zip(nih_archive_names(), NIH_ARCHIVE_URLS)]
+    found = []
+    for name, url, md5, members in zip(nih.nih_archive_names(), nih.NIH_ARCHIVE_URLS, nih.NIH_ARCHIVE_MD5,
+                                       nih.NIH_ARCHIVE_MEMBERS):
+        given = checksums.get(name)
+        if given is not None and _DIGEST_LENGTHS[len(given)] == "sha256":
+            found.append(Archive(name, url, sha256=given, members=members))
+        else:
+            found.append(Archive(name, url, md5=given or md5, members=members))
+    return found
 
 
 def read_checksums(path: os.PathLike) -> dict[str, str]:
-    """Read a ``sha256sum``-style file (``<64 hex digits>  <name>`` per line) into ``{name: digest}``.
+    """Read a ``sha256sum`` or ``md5sum`` file (``<hex digest>  <name>`` per line) into ``{name: digest}``.
 
     Raises ValueError naming the file and line for a line in any other shape.
     """
@@ -84,62 +115,58 @@ def read_checksums(path: os.PathLike) -> dict[str, str]:
     for number, line in enumerate(Path(path).read_text().splitlines(), start=1):
         if not line.strip() or line.lstrip().startswith("#"):
             continue
-        match = re.fullmatch(r"\s*([0-9a-fA-F]{64})\s+\*?(\S.*?)\s*", line)
+        match = re.fullmatch(r"\s*([0-9a-fA-F]{64}|[0-9a-fA-F]{32})\s+\*?(\S.*?)\s*", line)
         if match is None:
-            raise ValueError(f"{path}, line {number}: expected '<sha256 hex>  <archive name>', got {line!r}")
+            raise ValueError(f"{path}, line {number}: expected '<sha256 or md5 hex>  <archive name>', got {line!r}")
         checksums[Path(match.group(2)).name] = match.group(1).lower()
     return checksums
 
 
-def download_archive(archive: Archive, target_dir: os.PathLike, *, retries: int = 3, timeout: float = 60.0,
-                     progress: Optional[bool] = None) -> Path:
-    """Fetch one archive into ``target_dir`` and return its final path.
+def download_archive(archive: Archive, target_dir: os.PathLike, *, retries: int = 3, timeout: float = DEFAULT_TIMEOUT,
+                     deadline: Optional[float] = DEFAULT_DEADLINE, progress: Optional[bool] = None) -> Path:
+    """Fetch one archive into ``target_dir``, check it, and return its final path.
 
-    An archive already under its final name is kept (after a checksum check when its SHA-256 is known). Bytes left
+    An archive already under its final name is kept (after a digest check when its digest is known). Bytes left
     in ``<name>.incomplete`` by an earlier attempt are resumed with an HTTP Range request; a dropped connection is
-    resumed up to ``retries`` times.
+    resumed up to ``retries`` times. ``timeout``: seconds a connection may wait for data; ``deadline``: seconds the
+    whole archive may take, retries included (None: no limit).
 
     Raises:
-        ChecksumMismatchError: the whole file's SHA-256 differs from ``archive.sha256`` (the partial is deleted).
-        DownloadError: any other failure (HTTP error, size mismatch, connection lost more than ``retries`` times);
-            the bytes fetched so far stay in ``<name>.incomplete`` for the next run.
+        ChecksumMismatchError: the digest differs from the known one (the download is deleted).
+        InvalidArchiveError: not a ``.tar.gz``, cut short, or not the PNGs expected (the download is deleted).
+        DownloadError: any other failure (HTTP error, connection lost more than ``retries`` times, past the
+            deadline); the bytes fetched so far stay in ``<name>.incomplete`` for the next run.
     """
     target_dir = Path(target_dir)
     final = target_dir / archive.name
     partial = target_dir / (archive.name + INCOMPLETE_SUFFIX)
     if final.exists():
-        if archive.sha256 is not None and _sha256_of(final) != archive.sha256.lower():
-            raise ChecksumMismatchError(
-                archive, f"{final} exists but its SHA-256 is not {archive.sha256}; delete it and run again")
+        _check_digest_of_final(archive, final)
         logger.info("%s already downloaded", final)
         return final
     target_dir.mkdir(parents=True, exist_ok=True)
+    if partial.exists() and not GZIP_MAGIC.startswith(_head(partial)):
+        logger.info("%s does not start like a gzip file: fetching it afresh", partial)
+        partial.unlink()
 
-    attempt = 0
-    while True:
-        try:
-            total = _fetch_into(archive, partial, timeout=timeout, progress=progress)
-            break
-        except _TRANSIENT as err:
-            attempt += 1
-            if attempt > retries:
-                raise DownloadError(
-                    archive, f"connection failed ({_describe(err)}) after {retries} retries; "
-                             f"{_size(partial)} bytes kept in {partial.name}, run again to resume") from err
-            logger.warning("%s: connection lost (%s); resuming from byte %d",
-                           archive.name, _describe(err), _size(partial))
-
+    try:
+        total = fetch(archive.url, partial, label=archive.name, expected_start=GZIP_MAGIC,
+                      expected_kind="a gzip archive", retries=retries, timeout=timeout, deadline=deadline,
+                      progress=progress)
+    except UnexpectedContentError as err:
+        raise InvalidArchiveError(archive, str(err)) from None
+    except FetchError as err:
+        raise DownloadError(archive, str(err)) from None
     size = _size(partial)
     if total is not None and size != total:
         partial.unlink()
         raise DownloadError(archive, f"got {size} bytes but the server announced {total}; the download was deleted, "
                                      "run again to fetch it afresh")
-    if archive.sha256 is not None:
-        digest = _sha256_of(partial)
-        if digest != archive.sha256.lower():
-            partial.unlink()
-            raise ChecksumMismatchError(archive, f"SHA-256 is {digest}, expected {archive.sha256}; the download "
-                                                 f"from {archive.url} was deleted, run again to fetch it afresh")
+    try:
+        check_archive(partial, archive)
+    except DownloadError:
+        partial.unlink()
+        raise
     os.replace(partial, final)
     return final
 
@@ -147,7 +174,8 @@ def download_archive(archive: Archive, target_dir: os.PathLike, *, retries: int 
 def download_archives(archives: Iterable[Archive], target_dir: os.PathLike, **kwargs) -> list[Path]:
     """Fetch every archive (see :func:`download_archive` for ``kwargs``), carrying on past failures.
 
-    Returns the final paths. Raises DownloadsFailedError listing every archive that failed, after trying them all.
+    Returns the final paths. Raises DownloadsFailedError listing every archive that failed, after trying them all;
+    nothing is logged for a failure, so that whoever catches the error reports each one once.
     """
     archives = list(archives)
     paths, errors = [], []
@@ -155,87 +183,90 @@ def download_archives(archives: Iterable[Archive], target_dir: os.PathLike, **kw
         try:
             paths.append(download_archive(archive, target_dir, **kwargs))
         except DownloadError as error:
-            logger.error("%s", error)
             errors.append(error)
     if errors:
-        raise DownloadsFailedError(errors, len(archives))
+        raise DownloadsFailedError(errors, len(archives), paths)
     return paths
 
 
-def _fetch_into(archive: Archive, partial: Path, *, timeout: float, progress: Optional[bool]) -> Optional[int]:
-    """Append the rest of the archive to ``partial``; return the full size when the server tells it."""
-    offset = _size(partial)
-    request = urllib.request.Request(archive.url, headers={"User-Agent": "nih-chestxray14"})
-    if offset:
-        request.add_header("Range", f"bytes={offset}-")
-    try:
-        response = urllib.request.urlopen(request, timeout=timeout)
-    except urllib.error.HTTPError as err:
-        if err.code == 416 and offset:
-            # Nothing left to send: the partial file may already be whole.
-            total = _content_range_total(err.headers.get("Content-Range"))
-            if total == offset:
-                return total
-            partial.unlink()
-            raise DownloadError(archive, f"the server refused to resume at byte {offset}; the partial file was "
-                                         "deleted, run again to fetch it afresh") from None
-        raise DownloadError(archive, f"HTTP {err.code} {err.reason} from {archive.url}") from None
-    except ValueError as err:  # malformed URL
-        raise DownloadError(archive, f"cannot fetch {archive.url!r}: {err}") from None
+def check_archive(path: os.PathLike, archive: Archive) -> None:
+    """Read ``path`` once, in full, and raise unless it is a sound ``.tar.gz`` and the archive expected.
 
-    with response:
-        if offset and response.status == 206:
-            start = _content_range_start(response.headers.get("Content-Range"))
-            if start != offset:
-                raise DownloadError(archive, f"asked to resume at byte {offset}, the server sent from {start}")
-            total = _content_range_total(response.headers.get("Content-Range"))
-            mode = "ab"
-        else:
-            if offset:
-                logger.info("%s: the server does not resume; downloading again from the start", archive.name)
-            offset, mode = 0, "wb"
-            length = response.headers.get("Content-Length")
-            total = int(length) if length is not None else None
-        with open(partial, mode) as sink, tqdm(total=total, initial=offset, unit="B", unit_scale=True,
-                                               unit_divisor=1024, desc=archive.name, disable=_disable(progress)) as bar:
-            while chunk := response.read(_CHUNK):
-                sink.write(chunk)
-                bar.update(len(chunk))
-    received = _size(partial)
-    if total is not None and received < total:
-        # http.client returns a short body rather than raising when the peer closes early
-        raise http.client.IncompleteRead(b"", total - received)
-    return total
+    Checks, in one pass: the gzip signature, the gzip stream to its end (CRC and length), the tar archive to its end,
+    the digest when ``archive`` knows one, and the number of PNG members when ``archive.members`` is known.
 
-
-def _disable(progress: Optional[bool]) -> Optional[bool]:
-    # tqdm's disable=None hides the bar when stderr is not a terminal (logs, CI)
-    return None if progress is None else not progress
+    Raises:
+        InvalidArchiveError: not gzip, cut short, corrupt, or holding another number of PNGs.
+        ChecksumMismatchError: the digest differs.
+    """
+    path = Path(path)
+    digest = archive.digest
+    hasher = hashlib.new(digest[0], usedforsecurity=False) if digest else None
+    with open(path, "rb") as raw:
+        head = raw.read(64)
+        if not head.startswith(GZIP_MAGIC):
+            raise InvalidArchiveError(archive, f"not a gzip file ({describe_start(head)}); the download was deleted. "
+                                               f"The server at {archive.url} sent something else: try again later, "
+                                               "or fetch the archive in a browser into the same folder")
+        raw.seek(0)
+        reader = _HashingReader(raw, hasher)
+        pngs, last = 0, None
+        try:
+            with gzip.GzipFile(fileobj=reader, mode="rb") as unzipped:
+                with tarfile.open(fileobj=unzipped, mode="r|") as tar:
+                    for member in tar:
+                        if member.isfile() and member.name.lower().endswith(".png"):
+                            pngs += 1
+                        last = member.name
+                while unzipped.read(_CHUNK):  # the tar's padding; reaching the end checks the gzip CRC and length
+                    pass
+        except (EOFError, OSError, zlib.error, tarfile.TarError) as err:
+            after = f" after member {last}" if last else ""
+            raise InvalidArchiveError(archive, f"the archive is cut short or corrupt{after} ({type(err).__name__}: "
+                                               f"{err}); the download was deleted, run again to fetch it afresh"
+                                      ) from None
+        while reader.read(_CHUNK):
+            pass
+    if digest is not None and hasher.hexdigest() != digest[1]:
+        raise ChecksumMismatchError(archive, f"{digest[0].upper()} is {hasher.hexdigest()}, expected {digest[1]}; "
+                                             f"the download from {archive.url} was deleted, run again to fetch it "
+                                             "afresh")
+    if archive.members is not None and pngs != archive.members:
+        raise InvalidArchiveError(archive, f"holds {pngs:,} PNGs where {archive.members:,} are expected; it is not "
+                                           f"the archive published at {archive.url}. The download was deleted")
 
 
-def _content_range_start(value: Optional[str]) -> Optional[int]:
-    match = re.match(r"bytes (\d+)-", value or "")
-    return int(match.group(1)) if match else None
+# ---- small helpers -----------------------------------------------------------------------------------------------
+class _HashingReader:
+    """A read-only file that feeds what is read through it to ``hasher`` (if any)."""
+
+    def __init__(self, raw: BinaryIO, hasher):
+        self.raw, self.hasher = raw, hasher
+
+    def read(self, size: int = -1) -> bytes:
+        data = self.raw.read(size)
+        if self.hasher is not None:
+            self.hasher.update(data)
+        return data
 
 
-def _content_range_total(value: Optional[str]) -> Optional[int]:
-    match = re.search(r"/(\d+)$", value or "")
-    return int(match.group(1)) if match else None
+def _check_digest_of_final(archive: Archive, final: Path) -> None:
+    digest = archive.digest
+    if digest is None:
+        return
+    hasher = hashlib.new(digest[0], usedforsecurity=False)
+    with open(final, "rb") as handle:
+        while chunk := handle.read(_CHUNK):
+            hasher.update(chunk)
+    if hasher.hexdigest() != digest[1]:
+        raise ChecksumMismatchError(archive, f"{final} exists but its {digest[0].upper()} is not {digest[1]}; "
+                                             "delete it and run again")
 
 
 def _size(path: Path) -> int:
     return path.stat().st_size if path.exists() else 0
 
 
-def _sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
+def _head(path: Path) -> bytes:
     with open(path, "rb") as handle:
-        while chunk := handle.read(_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def _describe(err: BaseException) -> str:
-    if isinstance(err, urllib.error.URLError) and not isinstance(err, urllib.error.HTTPError):
-        return str(err.reason)
-    return type(err).__name__ + (f": {err}" if str(err) else "")
+        return handle.read(len(GZIP_MAGIC))

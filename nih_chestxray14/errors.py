@@ -26,7 +26,11 @@ class SplitError(NIHChestXray14Error, ValueError):
 
 
 class ImageSourceError(NIHChestXray14Error, ValueError):
-    """The images in ``data_dir`` are ambiguous, e.g. two copies of one archive or of one PNG."""
+    """The images in ``data_dir`` are ambiguous (two copies of one archive or of one PNG) or in no known layout."""
+
+
+class CorruptArchiveError(NIHChestXray14Error, ValueError):
+    """An image archive that is not a readable ``.tar.gz``; the message names it and its last good member."""
 
 
 class MissingImagesError(NIHChestXray14Error, FileNotFoundError):
@@ -35,3 +39,8 @@ class MissingImagesError(NIHChestXray14Error, FileNotFoundError):
 
 class CorruptImageError(NIHChestXray14Error, ValueError):
     """A PNG that is truncated or corrupt; the message names the file or the archive and member."""
+
+
+class ExpertLabelError(NIHChestXray14Error, ValueError):
+    """An expert-label CSV (Google's or torchxrayvision's copy) that cannot be read or does not fit NIH's split lists;
+    the message names the file and line."""

@@ -8,7 +8,15 @@ This is the only module that knows the quirks of NIH's CSVs:
 - ``OriginalImage[Width,Height]`` and ``OriginalImagePixelSpacing[x,y]`` are two columns each;
 - some copies end every line with a comma, which gives an empty 12th column (pandas calls it ``Unnamed: 11``);
 - ``BBox_List_2017.csv`` has the header ``Image Index,Finding Label,Bbox [x,y,w,h],,,`` and spells Infiltration
-  ``Infiltrate``.
+  ``Infiltrate``;
+- ``Follow-up #`` is not always the suffix of the file name: they differ in 24,106 of the 112,120 rows of
+  ``Data_Entry_2017_v2020.csv`` (``00000003_001.png`` has ``Follow-up #`` 0, ``00000003_002.png`` has 1, …). Both
+  are NIH's: ``follow_up`` keeps the column's value, and the file name stays the image's identity.
+
+Rows are checked against rules that NIH's own files always satisfy, and a release that breaks one is refused rather
+than built wrong: ``Patient ID`` equals the 8-digit patient number that starts ``Image Index`` (the patient-wise split
+rests on it); integers fit the dataset's ``int32`` columns; image sizes and pixel spacings are positive and finite;
+boxes have finite coordinates, ``x, y >= 0`` and positive ``w, h``; every name in the split lists has a row.
 
 Every parse error raises :class:`~nih_chestxray14.errors.MetadataError` (or
 :class:`~nih_chestxray14.labels.UnknownFindingError` for a finding name) naming the file and line.
@@ -20,6 +28,7 @@ import csv
 import gzip
 import io
 import logging
+import math
 import os
 import re
 from dataclasses import dataclass, field
@@ -66,6 +75,7 @@ _REQUIRED = (
     "original_width", "original_height", "pixel_spacing_x", "pixel_spacing_y",
 )
 _AGE = re.compile(r"^(\d{1,3})[Yy]?$")  # some redistributions write ages as "058Y"
+_INT32_MAX = 2**31 - 1
 
 
 @dataclass(frozen=True)
@@ -170,18 +180,23 @@ def _parse_entry(path: str, line: int, cells: Sequence[str], columns: Mapping[st
     def cell(name: str) -> str:
         return cells[columns[name]].strip()
 
-    def integer(name: str, text: Optional[str] = None) -> int:
-        text = cell(name) if text is None else text
+    def integer(name: str, lowest: int) -> int:
         try:
-            return int(text)
+            value = int(cell(name))
         except ValueError:
-            raise MetadataError(f"{where}: {name} must be an integer, got {text!r}") from None
+            raise MetadataError(f"{where}: {name} must be an integer, got {cell(name)!r}") from None
+        if not lowest <= value <= _INT32_MAX:
+            raise MetadataError(f"{where}: {name} {value} is out of range (rule: {lowest} <= {name} <= {_INT32_MAX})")
+        return value
 
-    def number(name: str) -> float:
+    def positive_number(name: str) -> float:
         try:
-            return float(cell(name))
+            value = float(cell(name))
         except ValueError:
             raise MetadataError(f"{where}: {name} must be a number, got {cell(name)!r}") from None
+        if not (math.isfinite(value) and value > 0):
+            raise MetadataError(f"{where}: {name} is {cell(name)!r} (rule: a pixel spacing is positive and finite)")
+        return value
 
     image_id = cell("image_id")
     if not IMAGE_NAME.match(image_id):
@@ -199,18 +214,25 @@ def _parse_entry(path: str, line: int, cells: Sequence[str], columns: Mapping[st
     view = cell("view_position").upper()
     if view not in ("PA", "AP"):
         raise MetadataError(f"{where}: view position must be PA or AP, got {cell('view_position')!r}")
+    patient_id = integer("patient_id", 0)
+    if patient_id != int(image_id[:8]):
+        raise MetadataError(
+            f"{where}: Patient ID {patient_id} differs from patient {image_id[:8]} in the file name {image_id} (rule: "
+            "Patient ID equals the first 8 digits of Image Index, which keep each patient in one split); "
+            "use NIH's entry CSV unchanged"
+        )
     return EntryRow(
         image_id=image_id,
         findings=findings,
-        follow_up=integer("follow_up"),
-        patient_id=integer("patient_id"),
+        follow_up=integer("follow_up", 0),
+        patient_id=patient_id,
         age=int(age_match.group(1)),
         sex=sex,
         view_position=view,
-        original_width=integer("original_width"),
-        original_height=integer("original_height"),
-        pixel_spacing_x=number("pixel_spacing_x"),
-        pixel_spacing_y=number("pixel_spacing_y"),
+        original_width=integer("original_width", 1),
+        original_height=integer("original_height", 1),
+        pixel_spacing_x=positive_number("pixel_spacing_x"),
+        pixel_spacing_y=positive_number("pixel_spacing_y"),
     )
 
 
@@ -219,7 +241,8 @@ def read_entries(path: str) -> Dict[str, EntryRow]:
 
     Raises:
         MissingMetadataError: if ``path`` does not exist.
-        MetadataError: for an unreadable file, a header without NIH's columns, a malformed value or a repeated image.
+        MetadataError: for an unreadable file, a header without NIH's columns, a malformed or impossible value (the
+            rules are in the module docstring) or a repeated image.
         UnknownFindingError: for a finding name that is not one of the 14 (message names file, line and image).
     """
     path = os.fspath(path)
@@ -275,7 +298,8 @@ def read_boxes(path: str) -> Dict[str, List[BoundingBox]]:
 
     Raises:
         MissingMetadataError: if ``path`` does not exist.
-        MetadataError: for a header that is not NIH's, or a row without a name, a finding and four numbers.
+        MetadataError: for a header that is not NIH's, a row without a name, a finding and four numbers, or an
+            impossible box (non-finite, negative ``x``/``y``, ``w`` or ``h`` not positive).
         UnknownFindingError: for a finding name that is not one of the 14.
     """
     path = os.fspath(path)
@@ -302,6 +326,11 @@ def read_boxes(path: str) -> Dict[str, List[BoundingBox]]:
             x, y, w, h = (float(value) for value in values[2:6])
         except ValueError:
             raise MetadataError(f"{path}, line {line}: x, y, w, h must be numbers, got {values[2:6]!r}") from None
+        if not (all(map(math.isfinite, (x, y, w, h))) and x >= 0 and y >= 0 and w > 0 and h > 0):
+            raise MetadataError(
+                f"{path}, line {line} ({name}): box {values[2:6]!r} is impossible (rule: finite numbers, x >= 0, "
+                "y >= 0, w > 0, h > 0); use NIH's box CSV unchanged"
+            )
         boxes.setdefault(name, []).append(BoundingBox(finding, x, y, w, h))
     return boxes
 
@@ -319,7 +348,9 @@ def read_release_metadata(data_dir: Optional[str]) -> ReleaseMetadata:
 
     Raises:
         MissingMetadataError: if ``data_dir`` is ``None`` or lacks the entry CSV or a split list.
-        MetadataError, UnknownFindingError: see :func:`read_entries`, :func:`read_split_list`, :func:`read_boxes`.
+        MetadataError: if a name in a split list has no row in the entry CSV (a truncated CSV); and see
+            :func:`read_entries`, :func:`read_split_list`, :func:`read_boxes`.
+        UnknownFindingError: see :func:`read_entries`.
     """
     fetch = (
         f"download Data_Entry_2017_v2020.csv, {TRAIN_VAL_LIST} and {TEST_LIST} (and BBox_List_2017.csv) from "
@@ -343,6 +374,16 @@ def read_release_metadata(data_dir: Optional[str]) -> ReleaseMetadata:
     bbox_csv = _first_existing(data_dir, BBOX_CSV_NAMES)
     entries = read_entries(entry_csv)
     boxes = read_boxes(bbox_csv) if bbox_csv else {}
+    train_val = read_split_list(lists[TRAIN_VAL_LIST])
+    test = read_split_list(lists[TEST_LIST])
+    for list_path, names in ((lists[TRAIN_VAL_LIST], train_val), (lists[TEST_LIST], test)):
+        without_row = [name for name in names if name not in entries]
+        if without_row:
+            raise MetadataError(
+                f"{entry_csv} has no row for {len(without_row)} of the {len(names)} images in {list_path} (first: "
+                f"{', '.join(without_row[:3])}); every listed image needs one row: the CSV looks truncated or comes "
+                "from another release, so download it again from NIH"
+            )
     unknown = sorted(set(boxes) - set(entries))
     if unknown:
         logger.warning("%s: ignoring boxes of %d images absent from %s (e.g. %s)", bbox_csv, len(unknown),
@@ -351,8 +392,8 @@ def read_release_metadata(data_dir: Optional[str]) -> ReleaseMetadata:
             del boxes[name]
     return ReleaseMetadata(
         entries=entries,
-        train_val=read_split_list(lists[TRAIN_VAL_LIST]),
-        test=read_split_list(lists[TEST_LIST]),
+        train_val=train_val,
+        test=test,
         boxes=boxes,
         entry_csv=entry_csv,
         train_val_list=lists[TRAIN_VAL_LIST],

@@ -1,6 +1,8 @@
 """The features of every config, defined once, and how one metadata row becomes one example.
 
-See the package docstring for the field-by-field description.
+See the package docstring for the field-by-field description. Examples carry the ``float32`` columns already rounded
+to ``float32``, so that streaming (which yields them as they are) and the prepared dataset (which stores them as
+``float32``) give the same values.
 """
 
 from __future__ import annotations
@@ -8,6 +10,7 @@ from __future__ import annotations
 from typing import Any, Dict, Sequence
 
 import datasets
+import numpy as np
 
 from .labels import LABELS, multi_hot
 from .metadata import BoundingBox, EntryRow
@@ -41,6 +44,11 @@ FEATURES = datasets.Features(
 """The schema of all configs (only the image's pixels differ between them)."""
 
 
+def _float32(value: float) -> float:
+    """``value`` as the ``float32`` column stores it (``0.171`` → ``0.17100000381469727``)."""
+    return float(np.float32(value))
+
+
 def make_example(entry: EntryRow, png: bytes, boxes: Sequence[BoundingBox] = ()) -> Dict[str, Any]:
     """One example in :data:`FEATURES` order: ``png`` is stored as is, under the image's name."""
     return {
@@ -53,9 +61,13 @@ def make_example(entry: EntryRow, png: bytes, boxes: Sequence[BoundingBox] = ())
         "view_position": entry.view_position,
         "original_width": entry.original_width,
         "original_height": entry.original_height,
-        "pixel_spacing_x": entry.pixel_spacing_x,
-        "pixel_spacing_y": entry.pixel_spacing_y,
+        "pixel_spacing_x": _float32(entry.pixel_spacing_x),
+        "pixel_spacing_y": _float32(entry.pixel_spacing_y),
         "labels": multi_hot(entry.findings),
         "findings": list(entry.findings),
-        "bboxes": [{"finding": box.finding, "x": box.x, "y": box.y, "w": box.w, "h": box.h} for box in boxes],
+        "bboxes": [
+            {"finding": box.finding, "x": _float32(box.x), "y": _float32(box.y), "w": _float32(box.w),
+             "h": _float32(box.h)}
+            for box in boxes
+        ],
     }

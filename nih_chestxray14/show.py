@@ -12,6 +12,7 @@ from datasets import Dataset
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from .files import atomic_path
 from .labels import NO_FINDING
 
 _DPI = 100
@@ -74,7 +75,6 @@ def show_grid(dataset: Dataset, out: os.PathLike, *, count: int = 16, columns: O
         axes.set_title(title_of(example, findings_names), fontsize=title_size, pad=2)
         axes.axis("off")
     out.parent.mkdir(parents=True, exist_ok=True)
-    partial = out.with_name(out.name + ".incomplete")
-    figure.savefig(partial, dpi=_DPI, format="png")
-    os.replace(partial, out)
+    with atomic_path(out) as partial:
+        figure.savefig(partial, dpi=_DPI, format="png")
     return out

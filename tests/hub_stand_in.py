@@ -52,6 +52,7 @@ _LFS_SUFFIXES = (
 )
 _TYPE_PREFIX = {"model": "", "dataset": "datasets/", "space": "spaces/"}
 _PLURAL_TO_TYPE = {"models": "model", "datasets": "dataset", "spaces": "space"}
+_SPACE_SDKS = {"gradio", "docker", "static"}
 
 
 def _git_blob_sha1(data: bytes) -> str:
@@ -90,6 +91,7 @@ class Repo:
     repo_id: str
     repo_type: str
     private: bool
+    sdk: str | None = None  # a Space's SDK ("gradio", "docker", "static"); None for models and datasets
     commits: dict[str, Commit] = dataclasses.field(default_factory=dict)
     branches: dict[str, str] = dataclasses.field(default_factory=dict)
 
@@ -125,7 +127,7 @@ class HubStandIn:
 
     - ``url``: the endpoint, e.g. ``http://127.0.0.1:45678``;
     - ``token``: the fake token set in ``HF_TOKEN`` (the only one the server accepts);
-    - ``repos``: ``{(repo_type, repo_id): Repo}``;
+    - ``repos``: ``{(repo_type, repo_id): Repo}`` (a Space's ``Repo.sdk`` is the SDK it was created with);
     - ``files(repo_id, repo_type="model", revision="main") -> {path: bytes}``;
     - ``lfs_files(repo_id, repo_type="model") -> set of paths`` that arrived through LFS;
     - ``requests``: every ``RecordedRequest``, in order;
@@ -425,7 +427,10 @@ def _create_repo(hub: HubStandIn, h, headers: dict, payload: dict) -> None:
     if (repo_type, repo_id) in hub.repos:
         return h._json(409, {"error": "You already created this repo", "url": url})
     private = payload.get("visibility", "private" if payload.get("private") else "public") == "private"
-    repo = Repo(repo_id, repo_type, private)
+    sdk = payload.get("sdk")
+    if repo_type == "space" and sdk not in _SPACE_SDKS:
+        raise _HubError(400, f"a Space needs an sdk, one of {sorted(_SPACE_SDKS)}; got {sdk!r}")
+    repo = Repo(repo_id, repo_type, private, sdk=sdk if repo_type == "space" else None)
     hub._commit(repo, "main", "initial commit", "", {".gitattributes": Blob(_GITATTRIBUTES, lfs=False)})
     hub.repos[(repo_type, repo_id)] = repo
     return h._json(200, {"url": url, "name": repo_id, "id": repo_id})

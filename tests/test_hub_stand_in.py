@@ -116,3 +116,19 @@ def test_transformers_shared_client_reaches_the_stand_in(hub, folder):
     hf_api().upload_folder(repo_id=repo_id, folder_path=folder, commit_message="End of training")
     assert "config.json" in hub.files("test-user/vit-chestxray")
     assert hf_api().create_repo("vit-chestxray", exist_ok=True).repo_id == repo_id  # 409 + exist_ok, as on the Hub
+
+
+def test_a_space_is_created_with_its_sdk_and_refused_without_one(hub, folder):
+    import json
+    from urllib.error import HTTPError
+    from urllib.request import Request, urlopen
+
+    HfApi().create_repo("demo-space", repo_type="space", space_sdk="gradio")
+    HfApi().upload_folder(folder_path=folder, repo_id="test-user/demo-space", repo_type="space")
+    assert hub.repo("test-user/demo-space", repo_type="space").sdk == "gradio"
+    assert "README.md" in hub.files("test-user/demo-space", repo_type="space")
+    request = Request(f"{hub.url}/api/repos/create", data=json.dumps({"name": "no-sdk", "type": "space"}).encode(),
+                      headers={"Authorization": f"Bearer {hub.token}", "Content-Type": "application/json"})
+    with pytest.raises(HTTPError) as refused:
+        urlopen(request)
+    assert refused.value.code == 400 and ("space", "test-user/no-sdk") not in hub.repos

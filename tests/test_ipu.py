@@ -101,7 +101,16 @@ def test_optimum_graphcore_loads_the_default_config():
 def test_without_an_ipu_config_the_recipe_uses_transformers_trainer():
     from transformers import Trainer, TrainingArguments
 
-    assert ipu.trainer_classes(None) == (Trainer, TrainingArguments)
+    trainer_class, arguments_class = ipu.trainer_classes(None)
+    assert issubclass(trainer_class, Trainer) and arguments_class is TrainingArguments
+
+
+def test_the_ipu_trainer_is_a_subclass_of_optimum_graphcores():
+    class IPUTrainer:  # stands in for optimum.graphcore.IPUTrainer, which needs the Poplar SDK
+        pass
+
+    trainer_class = ipu.ipu_trainer_class(IPUTrainer)
+    assert issubclass(trainer_class, IPUTrainer) and ipu.ipu_trainer_class(IPUTrainer) is trainer_class
 
 
 @pytest.fixture

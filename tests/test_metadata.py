@@ -17,6 +17,7 @@ from nih_chestxray14.metadata import (
     read_split_list,
 )
 from nih_chestxray14.sample import CSV_VARIANTS, make_release
+from release_fixtures import needs_real_metadata, real_metadata_dir
 
 HEADER = ("Image Index,Finding Labels,Follow-up #,Patient ID,Patient Age,Patient Gender,View Position,"
           "OriginalImage[Width,Height],OriginalImagePixelSpacing[x,y]")
@@ -172,3 +173,70 @@ def test_no_data_dir_says_what_to_download(tmp_path):
         read_release_metadata(None)
     with pytest.raises(MissingMetadataError, match=r"is not a directory"):
         read_release_metadata(str(tmp_path / "nowhere"))
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Impossible values: refused, with the rule named
+
+
+@pytest.mark.parametrize(
+    "row, message",
+    [
+        (ROW.replace(",0,1,57,", ",0,2,57,"),
+         r"line 2: Patient ID 2 differs from patient 00000001 in the file name 00000001_000\.png \(rule: Patient ID "
+         r"equals the first 8 digits of Image Index"),
+        (ROW.replace(",0,1,57,", ",0,99999999999,57,"),
+         r"line 2: patient_id 99999999999 is out of range \(rule: 0 <= patient_id <= 2147483647\)"),
+        (ROW.replace(",0,1,57,", ",-1,1,57,"), r"line 2: follow_up -1 is out of range \(rule: 0 <= follow_up"),
+        (ROW.replace(",2682,", ",-2682,"), r"line 2: original_width -2682 is out of range \(rule: 1 <= original_width"),
+        (ROW.replace(",2749,", ",0,"), r"line 2: original_height 0 is out of range"),
+        (ROW.replace(",0.143,0.143", ",nan,0.143"),
+         r"line 2: pixel_spacing_x is 'nan' \(rule: a pixel spacing is positive and finite\)"),
+        (ROW.replace(",0.143,0.143", ",0.143,-0.1"), r"line 2: pixel_spacing_y is '-0\.1' \(rule"),
+        (ROW.replace(",0.143,0.143", ",0.143,inf"), r"line 2: pixel_spacing_y is 'inf' \(rule"),
+    ],
+)
+def test_impossible_entry_values_are_refused_naming_file_line_and_rule(row, message, tmp_path):
+    path = write(tmp_path / "Data_Entry_2017_v2020.csv", f"{HEADER}\n{row}\n")
+    with pytest.raises(MetadataError, match=r"Data_Entry_2017_v2020\.csv, " + message):
+        read_entries(str(path))
+
+
+def test_a_follow_up_number_that_differs_from_the_file_name_is_kept(tmp_path):
+    # NIH's own CSV does this in 24,106 rows: 00000003_001.png has Follow-up # 0.
+    text = f"{HEADER}\n" + ROW.replace("00000001_000.png", "00000001_001.png") + "\n"
+    (row,) = read_entries(write(tmp_path / "entry.csv", text)).values()
+    assert row.image_id == "00000001_001.png" and row.follow_up == 0
+
+
+@pytest.mark.parametrize(
+    "box",
+    ["nan,20,30,40", "10,20,nan,40", "10,20,-30,40", "10,20,30,0", "-5,20,30,40", "10,-1,30,40", "10,20,inf,40"],
+)
+def test_impossible_boxes_are_refused_naming_file_line_and_rule(box, tmp_path):
+    path = write(tmp_path / "BBox_List_2017.csv",
+                 f"Image Index,Finding Label,Bbox [x,y,w,h],,,\n00013118_008.png,Mass,{box}\n")
+    with pytest.raises(MetadataError, match=r"BBox_List_2017\.csv, line 2 \(00013118_008\.png\): box .* is impossible "
+                                            r"\(rule: finite numbers, x >= 0, y >= 0, w > 0, h > 0\)"):
+        read_boxes(str(path))
+
+
+@pytest.mark.parametrize("list_name", ["test_list.txt", "train_val_list.txt"])
+def test_a_csv_truncated_at_a_line_boundary_is_refused_naming_the_first_missing_rows(list_name, tmp_path):
+    release = make_release(tmp_path / "release", num_patients=12, images_per_patient=2, image_size=16)
+    csv_path = release / "Data_Entry_2017_v2020.csv"
+    listed = (release / list_name).read_text().split()
+    lines = csv_path.read_text().splitlines(keepends=True)
+    kept = [line for line in lines if line.split(",")[0] not in listed[-3:]]
+    csv_path.write_text("".join(kept))  # whole lines gone, as when a download stops between two rows
+    with pytest.raises(MetadataError, match=rf"Data_Entry_2017_v2020\.csv has no row for 3 of the {len(listed)} images "
+                                            rf"in .*{list_name} \(first: {listed[-3]}, {listed[-2]}, {listed[-1]}\)"):
+        read_release_metadata(str(release))
+
+
+@needs_real_metadata
+def test_real_metadata_follow_up_differs_from_the_file_name_in_24106_rows_and_patient_id_never_does():
+    entries = read_release_metadata(str(real_metadata_dir())).entries
+    assert len(entries) == 112_120
+    assert sum(row.follow_up != int(name[9:12]) for name, row in entries.items()) == 24_106
+    assert all(row.patient_id == int(name[:8]) for name, row in entries.items())

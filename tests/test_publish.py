@@ -15,7 +15,8 @@ from datasets import Image, load_dataset
 import nih_chestxray14
 from nih_chestxray14 import LABELS
 from nih_chestxray14.__main__ import main
-from nih_chestxray14.publish import export_dataset_dict, images_are_portable, portable_images
+from nih_chestxray14.parquet import images_are_portable, portable_images
+from nih_chestxray14.publish import export_dataset_dict
 from publish_fixtures import EXPORTED_CONFIGS
 
 # Runs in a fresh interpreter that never imports nih_chestxray14: what a user of the published copy runs.
@@ -101,6 +102,9 @@ def test_export_writes_hub_layout_shards_and_a_card_declaring_every_config(publi
             row = next(line for line in text.splitlines() if line.startswith(f"| {name} | ") and line.count("|") == 5)
             assert int(row.split("|")[2 + column].replace(",", "")) == expected, (split, name)
     assert "Bias, Risks, and Limitations" in text and "Label noise" in text
+    # NIH's Follow-up # can differ from the file name's suffix: the card says which one follow_up holds
+    assert "differ in\n24,106 of 112,120 rows" in text and "`follow_up` keeps the\nCSV's value" in text
+    assert "| `follow_up` | `int32` | the patient's visit number, from 0: the entry CSV's `Follow-up #`" in text
     assert "@inproceedings{wang2017chestxray8" in text and "CVPR" in text
     assert "no restrictions on the use" in text
 
@@ -216,24 +220,26 @@ def test_failed_export_leaves_the_earlier_export_untouched(publish_export, publi
                                                            monkeypatch):
     import shutil
 
+    import nih_chestxray14.parquet as parquet
     import nih_chestxray14.publish as publish
 
     out = tmp_path / "copy"
     shutil.copytree(publish_export, out)
     before = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()}
-    real_write_shard = publish.write_shard
+    real_write_shard = parquet.write_shard
 
     def disk_full_on_second_config(shard, **options):
         if "resized" in shard.path.parent.name:
             raise OSError("No space left on device")
         return real_write_shard(shard, **options)
 
-    monkeypatch.setattr(publish, "write_shard", disk_full_on_second_config)
+    monkeypatch.setattr(parquet, "write_shard", disk_full_on_second_config)
     with pytest.raises(OSError, match="No space left"):
         publish.export(publish_release, out, ["default", "resized-224"], cache_dir=publish_cache,
                        max_shard_size="100MB")
     after = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()}
     assert after == before
+    assert [p.name for p in tmp_path.iterdir()] == ["copy"]  # and nothing is left beside it
 
 
 def test_shards_written_in_parallel_are_the_same_files_as_written_one_by_one(publish_release, publish_cache, tmp_path):
@@ -342,3 +348,43 @@ def test_push_command_can_turn_content_defined_chunking_off(hub, publish_release
     shard = next(p for p in files if p.startswith("data/train-"))
     assert b"content_defined_chunking" not in (pq.ParquetFile(io.BytesIO(files[shard])).metadata.metadata or {})
     assert "pushed default" in capsys.readouterr().out
+
+
+def test_shards_are_laid_out_as_push_to_hub_lays_them_out():
+    """parquet.py keeps its own copy of push_to_hub's Parquet settings (public pyarrow options, no datasets
+    internals). This compares them with datasets' own, offline: it fails when a datasets release changes them."""
+    try:
+        from datasets import config
+        from datasets.arrow_writer import get_parquet_column_options, get_writer_batch_size_from_data_size
+        from datasets.features.features import require_storage_embed
+        from datasets.utils.py_utils import convert_file_size_to_int
+    except ImportError as error:  # pragma: no cover - only when datasets moves its internals
+        pytest.fail(f"datasets {__import__('datasets').__version__} moved what this test compares with ({error}); "
+                    "check by hand that nih_chestxray14/parquet.py still writes Parquet as push_to_hub does")
+
+    from nih_chestxray14 import FEATURES, parquet
+    from nih_chestxray14.publish import parse_shard_size
+
+    assert parquet.MAX_ROWS_PER_ROW_GROUP == config.DEFAULT_MAX_BATCH_SIZE
+    assert parquet.MAX_ROW_GROUP_BYTES == convert_file_size_to_int(config.MAX_ROW_GROUP_SIZE)
+    assert parquet.CONTENT_DEFINED_CHUNKING == config.DEFAULT_CDC_OPTIONS
+    for rows, size in ((1, 1), (24, 6_000_000), (1000, 500 * 10**6), (86_524, 42 * 10**9), (10, 10**12)):
+        assert parquet.row_group_rows(rows, size) == min(config.DEFAULT_MAX_BATCH_SIZE,
+                                                         get_writer_batch_size_from_data_size(rows, size))
+    ours = parquet.column_options(FEATURES, FEATURES.arrow_schema)
+    theirs = get_parquet_column_options(FEATURES, FEATURES.arrow_schema)
+    assert {key: ours[key] for key in theirs} == theirs
+    assert all(parquet.holds_files(f) == require_storage_embed(f) for f in FEATURES.values())
+    for size in ("500MB", "2GB", "1GiB", "64KiB", "8Mb", 12345):
+        assert parse_shard_size(size) == convert_file_size_to_int(size), size
+
+
+def test_docstring_examples_of_the_writer_and_the_exporter_run():
+    import doctest
+
+    import nih_chestxray14.parquet
+    import nih_chestxray14.publish
+
+    for module in (nih_chestxray14.parquet, nih_chestxray14.publish):
+        results = doctest.testmod(module)
+        assert results.attempted > 0 and results.failed == 0, module.__name__

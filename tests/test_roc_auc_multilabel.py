@@ -1,5 +1,9 @@
 """The multi-label ROC AUC metric: exact values against scikit-learn, DeLong variances against a direct O(N^2)
-implementation, undefined classes, JSON-safe output, bad input, batching, and the evaluate module's docs."""
+implementation, undefined classes, JSON-safe output, bad input, batching, and the evaluate module's docs.
+
+Intervals (score, MOVER) and their coverage are in test_roc_auc_multilabel_intervals.py; the paired comparison in
+test_roc_auc_multilabel_comparison.py; evaluate's own machinery (combine, configs, warnings) in
+test_roc_auc_multilabel_evaluate.py."""
 
 from __future__ import annotations
 
@@ -16,11 +20,10 @@ import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from training.metrics import METRIC_DIR, metric_functions
+from metrics.roc_auc_multilabel import multilabel_auc as mla
 
 REPO = Path(__file__).resolve().parents[1]
-
-mla = metric_functions()  # the plain-NumPy module next to the metric, imported from its file
+METRIC_DIR = REPO / "metrics" / "roc_auc_multilabel"
 
 
 @pytest.fixture(scope="module")
@@ -79,6 +82,44 @@ def test_per_class_matches_sklearn_on_a_large_problem():
     np.testing.assert_allclose(
         mla.roc_auc_per_class(labels, scores), roc_auc_score(labels, scores, average=None), rtol=0, atol=1e-12
     )
+
+
+def test_weighted_and_macro_averages_are_computed_as_sklearn_computes_them():
+    # np.average (pairwise summation, CPU-independent), not a BLAS dot product of normalised weights, which gave
+    # 0.8899999999999999 instead of 0.89 on CPUs without AVX-512.
+    references = [[1, 0, 0], [0, 1, 0], [1, 1, 0], [0, 0, 1], [0, 1, 1], [1, 0, 0], [0, 0, 0], [0, 1, 1]]
+    scores = [[0.8, 0.1, 0.3], [0.3, 0.7, 0.2], [0.2, 0.4, 0.2], [0.4, 0.2, 0.9], [0.1, 0.8, 0.4], [0.5, 0.3, 0.4],
+              [0.6, 0.2, 0.1], [0.3, 0.5, 0.7]]
+    weighted = mla.multilabel_roc_auc(references, scores, average="weighted")["roc_auc"]
+    assert weighted == roc_auc_score(references, scores, average="weighted") == 0.89
+    for seed in range(5):
+        labels, tied_scores = tied_problem(seed)
+        per_class = mla.roc_auc_per_class(labels, tied_scores)
+        positives = labels.sum(axis=0)
+        assert mla.multilabel_roc_auc(labels, tied_scores, average="weighted")["roc_auc"] == np.average(
+            per_class, weights=positives
+        )
+        assert mla.multilabel_roc_auc(labels, tied_scores)["roc_auc"] == np.average(per_class)
+
+
+@pytest.mark.parametrize("dtype", [np.int64, np.uint64])
+def test_integer_scores_beyond_2_to_the_53_keep_their_order(dtype):
+    # As float64, 2**53 and 2**53 + 1 are the same number: the AUC would be a tie, 0.5.
+    references = [[0], [1]]
+    scores = np.array([[2**53], [2**53 + 1]], dtype=dtype)
+    assert mla.multilabel_roc_auc(references, scores)["roc_auc"] == 1.0
+    assert mla.multilabel_roc_auc(references, scores.tolist())["roc_auc"] == 1.0  # Python ints too
+    assert mla.roc_auc_per_class(references, scores).tolist() == [1.0]
+    large = np.array([[2**63 + 1], [2**63 + 2], [2**63], [2**63 + 3]], dtype=np.uint64)
+    assert mla.multilabel_roc_auc([[0], [1], [0], [1]], large, average=None)["roc_auc"] == [1.0]
+
+
+def test_integer_scores_give_the_same_report_as_their_float_copy():
+    labels, scores = tied_problem(seed=15)
+    options = {"label_names": ["a", "b", "c", "d"], "confidence_level": 0.95}
+    for average in ("macro", "micro", "weighted", None):
+        as_integers = mla.multilabel_roc_auc(labels, scores.astype(np.int64), average=average, **options)
+        assert as_integers == mla.multilabel_roc_auc(labels, scores, average=average, **options)
 
 
 # ------------------------------------------------------------------------------------------------ DeLong
@@ -147,7 +188,7 @@ def test_cross_class_covariance_agrees_with_the_jackknife():
 def test_per_class_intervals_are_logit_wald_intervals_of_the_direct_variance():
     labels, scores = tied_problem(seed=8, num_cases=250)
     names = ["a", "b", "c", "d"]
-    result = mla.multilabel_roc_auc(labels, scores, label_names=names, confidence_level=0.9)
+    result = mla.multilabel_roc_auc(labels, scores, label_names=names, confidence_level=0.9, interval="delong")
     z = NormalDist().inv_cdf(0.95)
     for column, name in enumerate(names):
         auc, v10, v01 = naive_delong(labels[:, column] == 1, scores[:, column])
@@ -161,7 +202,7 @@ def test_per_class_intervals_are_logit_wald_intervals_of_the_direct_variance():
 def test_macro_interval_uses_the_full_covariance():
     labels, scores = tied_problem(seed=9, num_cases=400)
     aucs, covariance = mla.delong_covariance(labels, scores)
-    result = mla.multilabel_roc_auc(labels, scores, confidence_level=0.95)
+    result = mla.multilabel_roc_auc(labels, scores, confidence_level=0.95, interval="delong")
     se = math.sqrt(covariance.mean())  # Var(mean) = sum of all covariances / C^2
     z = NormalDist().inv_cdf(0.975)
     macro = aucs.mean()
@@ -170,10 +211,17 @@ def test_macro_interval_uses_the_full_covariance():
     assert result["roc_auc_ci_high"] == pytest.approx(1 / (1 + math.exp(-(logit + half))), abs=1e-12)
 
 
-def test_perfect_ranking_gives_a_degenerate_interval():
+def test_perfect_ranking_gets_an_interval_that_is_not_a_point():
+    # Two positives and two negatives in the right order prove little: never report 1.0 (1.0-1.0).
     labels = np.array([[1], [1], [0], [0]])
-    result = mla.multilabel_roc_auc(labels, [[0.9], [0.8], [0.2], [0.1]], confidence_level=0.95)
-    assert result == {"roc_auc": 1.0, "roc_auc_ci_low": 1.0, "roc_auc_ci_high": 1.0}
+    scores = [[0.9], [0.8], [0.2], [0.1]]
+    for interval in ("auto", "score"):
+        result = mla.multilabel_roc_auc(labels, scores, confidence_level=0.95, interval=interval)
+        assert result["roc_auc"] == result["roc_auc_ci_high"] == 1.0
+        assert 0.0 < result["roc_auc_ci_low"] < 0.8
+    # DeLong's variance of a perfect ranking is 0: its logit interval is the point, which is why "auto" avoids it.
+    delong = mla.multilabel_roc_auc(labels, scores, confidence_level=0.95, interval="delong")
+    assert delong == {"roc_auc": 1.0, "roc_auc_ci_low": 1.0, "roc_auc_ci_high": 1.0}
 
 
 # ------------------------------------------------------------------------------------- undefined classes
@@ -226,10 +274,12 @@ def test_no_defined_class_gives_nan_average():
 # -------------------------------------------------------------------------------------- plain JSON output
 
 
-def assert_plain_floats(result):
+def assert_plain_numbers(result):
+    """Plain Python floats, and plain ints for the positive counts."""
     for key, value in result.items():
         values = value if isinstance(value, list) else [value]
-        assert all(type(item) is float for item in values), (key, value)
+        expected = int if key.endswith("_positives") else float
+        assert all(type(item) is expected for item in values), (key, value)
 
 
 @pytest.mark.parametrize("average", ["macro", "micro", "weighted", None])
@@ -241,12 +291,21 @@ def test_every_value_is_a_plain_float_and_json_safe(metric, average):
             references=labels, prediction_scores=scores, average=average, label_names=NAMES, confidence_level=0.95
         ),
     ):
-        assert_plain_floats(result)
+        assert_plain_numbers(result)
         assert json.loads(json.dumps(result, allow_nan=False)) == result
         assert list(result)[:3] == ["roc_auc", "roc_auc_ci_low", "roc_auc_ci_high"]
-        assert set(result) == {"roc_auc", "roc_auc_ci_low", "roc_auc_ci_high"} | {
-            f"roc_auc_{name}{suffix}" for name in NAMES for suffix in ("", "_ci_low", "_ci_high")
-        }
+        assert set(result) == {"roc_auc", "roc_auc_ci_low", "roc_auc_ci_high"} | (
+            {"roc_auc_positives"} if average is None else set()
+        ) | {f"roc_auc_{name}{suffix}" for name in NAMES for suffix in ("", "_ci_low", "_ci_high", "_positives")}
+
+
+def test_positive_counts_come_with_the_intervals():
+    labels, scores = tied_problem(seed=16)
+    counts = labels.sum(axis=0).tolist()
+    named = mla.multilabel_roc_auc(labels, scores, label_names=NAMES, confidence_level=0.95)
+    assert [named[f"roc_auc_{name}_positives"] for name in NAMES] == counts
+    assert mla.multilabel_roc_auc(labels, scores, average=None, confidence_level=0.95)["roc_auc_positives"] == counts
+    assert not any(key.endswith("_positives") for key in mla.multilabel_roc_auc(labels, scores, label_names=NAMES))
 
 
 def test_nan_is_written_as_json_nan_and_read_back():
@@ -307,15 +366,15 @@ def test_ragged_and_one_dimensional_inputs_are_rejected():
 
 
 def test_compute_without_any_example_says_so(metric):
-    with pytest.raises(ValueError, match="no examples to evaluate"):
+    with pytest.raises(ValueError, match="call `add` or `add_batch`"):  # evaluate's own message
         metric.compute()
 
 
 def test_a_batch_with_another_number_of_classes_is_rejected(metric):
     metric.add_batch(references=[[1, 0], [0, 1]], prediction_scores=[[0.1, 0.2], [0.3, 0.4]])
-    with pytest.raises(ValueError, match="3 classes.*earlier batches had 2"):
-        metric.add_batch(references=[[1, 0, 1]], prediction_scores=[[0.1, 0.2, 0.3]])
-    metric.compute()  # empties the module's cache for the next test
+    metric.add_batch(references=[[1, 0, 1]], prediction_scores=[[0.1, 0.2, 0.3]])
+    with pytest.raises(ValueError, match="C entries in every row, and in every batch"):
+        metric.compute()
 
 
 # ------------------------------------------------------------------------------------------------- batching
@@ -370,9 +429,12 @@ def test_every_example_in_the_metric_card_runs(monkeypatch):
         assert results.failed == 0, f"README.md python block {number} failed"
 
 
-def test_a_bad_option_keeps_the_added_batches(metric):
+def test_a_bad_option_after_add_batch_is_a_clear_error(metric):
+    # evaluate reads the added batches back before it calls _compute, which checks the options: the batches of a call
+    # that fails are spent, and the module is ready for new ones.
     labels, scores = tied_problem(seed=14, num_cases=60)
     metric.add_batch(references=labels, prediction_scores=scores)
     with pytest.raises(ValueError, match="label_names has 2 names"):
         metric.compute(label_names=["a", "b"])
+    metric.add_batch(references=labels, prediction_scores=scores)
     assert metric.compute()["roc_auc"] == pytest.approx(roc_auc_score(labels, scores), abs=1e-12)

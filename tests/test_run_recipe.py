@@ -5,6 +5,7 @@ One trained run is shared by the module; resuming, the demo config and bad input
 
 import json
 import logging
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -49,7 +50,7 @@ def workdir(tmp_path_factory):
 def trained(workdir):
     """One full run: train 400 steps (evaluating and saving every 100), evaluate, predict on the test split.
 
-    400 steps take a few seconds and reach a validation macro AUC of 0.84-0.87 over seeds 0-3 (200 steps: ~0.70).
+    400 steps reach a validation macro AUC of 0.84-0.87 over seeds 0-3 (200 steps: ~0.70).
     """
     output_dir = workdir / "trained"
     results = main(recipe_args(
@@ -185,6 +186,100 @@ def test_an_interrupted_run_resumes_from_its_last_checkpoint(workdir, caplog):
     assert not (output_dir / "checkpoint-12").exists()
 
 
+KILLED_WHILE_SAVING = '''
+"""`python training/run.py ARGS`, killed with SIGKILL part-way through writing checkpoint-8.
+
+Usage: python killed_run.py RUN_PY weights|state ARGS...
+  weights: after the checkpoint's config.json, before its weights (what save_pretrained writes first, then the rest);
+  state:   half-way through its trainer_state.json, which the Trainer writes last.
+"""
+import dataclasses
+import json
+import os
+import runpy
+import signal
+import sys
+from pathlib import Path
+
+from transformers import PreTrainedModel, TrainerState
+
+run_py, kill_point = sys.argv[1], sys.argv[2]
+sys.argv = [run_py, *sys.argv[3:]]
+save_pretrained, save_to_json = PreTrainedModel.save_pretrained, TrainerState.save_to_json
+
+
+def save_until_the_weights(self, save_directory, *args, **kwargs):
+    if kill_point == "weights" and Path(save_directory).name == "checkpoint-8":
+        self.config.save_pretrained(save_directory)
+        os.kill(os.getpid(), signal.SIGKILL)
+    return save_pretrained(self, save_directory, *args, **kwargs)
+
+
+def save_half_the_state(self, json_path):
+    if kill_point == "state" and Path(json_path).parent.name == "checkpoint-8":
+        text = json.dumps(dataclasses.asdict(self), indent=2)
+        Path(json_path).write_text(text[: len(text) // 2])
+        os.kill(os.getpid(), signal.SIGKILL)
+    return save_to_json(self, json_path)
+
+
+PreTrainedModel.save_pretrained, TrainerState.save_to_json = save_until_the_weights, save_half_the_state
+runpy.run_path(run_py, run_name="__main__")
+'''
+
+
+@pytest.mark.parametrize("kill_point, left_behind", [("weights", "config.json"), ("state", "trainer_state.json")])
+def test_a_run_killed_while_saving_a_checkpoint_resumes_from_the_last_complete_one(workdir, tmp_path, caplog,
+                                                                                   kill_point, left_behind):
+    """kill -9 while checkpoint-8 is written; the rerun sets that folder aside, resumes from checkpoint-4, finishes."""
+    from huggingface_hub.utils import filter_repo_objects
+
+    from training.publish import NOT_UPLOADED
+
+    output_dir = tmp_path / "out"
+    argv = recipe_args(workdir / "release", workdir / "cache", output_dir, "--do_train", "--max_steps", "12",
+                       "--eval_strategy", "steps", "--save_strategy", "steps", "--eval_steps", "4", "--save_steps", "4",
+                       "--max_train_samples", "128", "--max_eval_samples", "32")
+    script = tmp_path / "killed_run.py"
+    script.write_text(KILLED_WHILE_SAVING)
+    killed = subprocess.run([sys.executable, str(script), str(REPO_ROOT / "training" / "run.py"), kill_point, *argv],
+                            capture_output=True, text=True, timeout=300)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
+    assert (output_dir / "checkpoint-4" / "trainer_state.json").is_file()
+    assert (output_dir / "checkpoint-8" / left_behind).is_file()
+
+    with caplog.at_level(logging.INFO):
+        main(argv)
+    assert f"resuming training from {output_dir / 'checkpoint-4'}" in caplog.text
+    assert "checkpoint-8 is incomplete" in caplog.text and "set it aside as incomplete-checkpoint-8-" in caplog.text
+    state = json.loads((output_dir / "trainer_state.json").read_text())
+    assert state["global_step"] == 12
+    logged_steps = [entry["step"] for entry in state["log_history"] if "loss" in entry]
+    assert logged_steps == sorted(set(logged_steps))  # steps 1-4 from the killed run, 5-12 from the rerun
+    # What the kill left is kept for the user, under a name that neither the Trainer's rotation nor the upload touches.
+    (set_aside,) = output_dir.glob("incomplete-checkpoint-8-*")
+    assert (set_aside / left_behind).is_file()
+    left = [str(path.relative_to(output_dir)) for path in set_aside.rglob("*")]
+    assert list(filter_repo_objects(left, ignore_patterns=NOT_UPLOADED)) == []
+    assert (output_dir / "checkpoint-12" / "trainer_state.json").is_file()
+
+    # The next rerun finds nothing left to set aside and nothing left to train.
+    caplog.clear()
+    with caplog.at_level(logging.INFO):
+        main(argv)
+    assert "incomplete" not in caplog.text and f"resuming training from {output_dir / 'checkpoint-12'}" in caplog.text
+
+
+def test_an_incomplete_checkpoint_named_to_resume_from_is_refused(workdir, tmp_path):
+    half_written = tmp_path / "out" / "checkpoint-8"
+    half_written.mkdir(parents=True)
+    (half_written / "config.json").write_text("{}")
+    argv = recipe_args(workdir / "release", workdir / "cache", tmp_path / "out", "--do_train",
+                       "--resume_from_checkpoint", str(half_written))
+    with pytest.raises(ValueError, match="--resume_from_checkpoint .*checkpoint-8 is incomplete"):
+        main(argv)
+
+
 def test_the_demo_config_runs_and_ends_with_a_model_card(tmp_path):
     demo = REPO_ROOT / "training" / "configs" / "demo.json"
     settings = json.loads(demo.read_text())
@@ -205,13 +300,17 @@ def test_the_demo_config_runs_and_ends_with_a_model_card(tmp_path):
         (["--dataset_name", "someone/not-reachable-offline"], "--dataset_name"),
         (["--config_overrides", "hidden_size=64,no_such_setting=3"], "no_such_setting"),
         (["--data_dir", "/no/such/release"], "--data_dir"),
+        (["--data_dir", "{tmp_path}", "--dataset_config_name", "resized-999"], "--dataset_config_name 'resized-999'"),
+        (["--image_processor_name", "./no/such/processor"], "--image_processor_name"),
+        (["--output_dir", "{tmp_path}/a-file"], "--output_dir .* is a file"),
     ],
 )
 def test_bad_input_stops_with_a_clear_error(tmp_path, extra, message):
     argv = recipe_args(tmp_path / "release", tmp_path / "cache", tmp_path / "out", "--do_train")
     argv.remove("--make_sample_release")
+    (tmp_path / "a-file").write_text("not a folder")
     with pytest.raises(ValueError, match=message):
-        main(argv + extra)  # a later flag wins
+        main(argv + [item.format(tmp_path=tmp_path) for item in extra])  # a later flag wins
     assert not (tmp_path / "out" / "model.safetensors").exists()
 
 
@@ -228,12 +327,24 @@ def test_an_ipu_config_without_optimum_graphcore_says_what_to_install(tmp_path):
               "--ipu_config_name", "Graphcore/vit-base-ipu"])
 
 
-def test_the_command_line_reports_bad_arguments_in_one_line(tmp_path):
+@pytest.mark.parametrize(
+    "extra, option",
+    [
+        ([], "--model_name_or_path"),  # no model at all
+        (["--learning_rate", "-1e-3"], "--learning_rate"),
+        (["--per_device_train_batch_size", "2.5"], "--per_device_train_batch_size"),
+        (["--gradient_accumulation_steps", "0"], "--gradient_accumulation_steps"),  # was a ZeroDivisionError traceback
+    ],
+)
+def test_the_command_line_reports_bad_arguments_in_one_line(tmp_path, extra, option):
+    model = ["--model_type", "vit", "--data_dir", str(tmp_path / "release"), "--do_train"] if extra else []
     completed = subprocess.run(
-        [sys.executable, str(REPO_ROOT / "training" / "run.py"), "--output_dir", str(tmp_path)],
+        [sys.executable, str(REPO_ROOT / "training" / "run.py"), "--output_dir", str(tmp_path / "out"), *model, *extra],
         capture_output=True, text=True, timeout=120,
     )
     assert completed.returncode != 0
     assert "Traceback" not in completed.stderr
-    last_line = completed.stderr.strip().splitlines()[-1]
-    assert last_line.startswith("run.py: error:") and "--model_name_or_path" in last_line
+    lines = completed.stderr.strip().splitlines()
+    assert len(lines) == 1, completed.stderr[-2000:]
+    assert lines[0].startswith("run.py: error:") and option in lines[0]
+    assert not (tmp_path / "out").exists() and not (tmp_path / "release").exists()  # stopped before any work

@@ -19,7 +19,7 @@ def test_show_writes_a_png_of_columns_times_cell_size(publish_release, publish_c
         assert grid.size == (3 * 96, 2 * 96)
         pixels = np.asarray(grid.convert("L"), dtype=float)
     assert pixels.std() > 10  # images were drawn, not a blank canvas
-    assert not list(out.parent.glob("*.incomplete"))
+    assert sorted(p.name for p in out.parent.iterdir()) == ["train.png"]  # no temporary file left beside it
 
 
 def test_default_grid_is_square_and_holds_every_image():

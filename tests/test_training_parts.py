@@ -72,6 +72,63 @@ def test_bad_arguments_raise_a_value_error_naming_them(argv, message):
         parse(*argv)
 
 
+TRAIN = ["--model_type", "vit", "--data_dir", "x", "--do_train"]
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        # Each of these used to fail late with an error from torch or the Trainer naming no option, or to run silently.
+        (["--learning_rate", "-0.001"], "--learning_rate must be >= 0, got -0.001"),
+        (["--learning_rate", "nan"], "--learning_rate must be a finite number"),
+        (["--per_device_train_batch_size", "2.5"], "--per_device_train_batch_size.*invalid int value: '2.5'"),
+        (["--per_device_train_batch_size", "0"], "--per_device_train_batch_size must be >= 1"),
+        (["--per_device_eval_batch_size", "-4"], "--per_device_eval_batch_size must be >= 1"),
+        (["--gradient_accumulation_steps", "0"], "--gradient_accumulation_steps must be >= 1"),
+        (["--num_train_epochs", "-1"], "--num_train_epochs must be >= 0"),
+        (["--num_train_epochs", "0"], "--num_train_epochs is 0.0, so --do_train would train nothing"),
+        (["--max_steps", "-5"], "--max_steps must be > 0, or -1"),
+        (["--weight_decay", "-0.1"], "--weight_decay must be >= 0"),
+        (["--adam_beta1", "1.5"], "--adam_beta1 must be in"),
+        (["--adam_epsilon", "-1"], "--adam_epsilon must be >= 0"),
+        (["--max_grad_norm", "-1"], "--max_grad_norm must be >= 0"),
+        (["--logging_steps", "-1"], "--logging_steps must be > 0"),
+        (["--seed", "-1"], "--seed must be in"),
+        (["--dataloader_num_workers", "-1"], "--dataloader_num_workers must be >= 0"),
+        (["--max_pos_weight", "nan"], "--max_pos_weight must be a finite number"),
+        (["--rotation_degrees", "inf"], "--rotation_degrees"),
+        (["--preprocessing_num_workers", "0"], "--preprocessing_num_workers must be >= 1"),
+    ],
+)
+def test_bad_numbers_raise_a_value_error_naming_the_option(argv, message):
+    with pytest.raises(ValueError, match=message):
+        parse(*TRAIN, *argv)
+
+
+@pytest.mark.parametrize(
+    "key, value, message",
+    [
+        ("per_device_train_batch_size", 2.5, "per_device_train_batch_size must be a whole number, got 2.5"),
+        ("learning_rate", "fast", "learning_rate must be a number, got 'fast'"),
+        ("augment", "yes", "augment must be true or false"),
+        ("gradient_accumulation_steps", 0, "--gradient_accumulation_steps must be >= 1"),
+    ],
+)
+def test_bad_numbers_in_a_json_file_are_named(tmp_path, key, value, message):
+    path = tmp_path / "run.json"
+    path.write_text(json.dumps({"model_type": "vit", "data_dir": "x", "do_train": True, key: value}))
+    with pytest.raises(ValueError, match=message):
+        parse(str(path))
+
+
+def test_a_whole_float_in_a_json_file_is_a_valid_count(tmp_path):
+    path = tmp_path / "run.json"
+    path.write_text(json.dumps({"model_type": "vit", "data_dir": "x", "per_device_train_batch_size": 16.0}))
+    _, _, training_args = parse(str(path))
+    batch_size = training_args.per_device_train_batch_size
+    assert batch_size == 16 and isinstance(batch_size, int)
+
+
 def test_an_unknown_key_in_a_json_file_is_named(tmp_path):
     path = tmp_path / "run.json"
     path.write_text(json.dumps({"model_type": "vit", "data_dir": "x", "learning_rat": 0.1}))
@@ -175,29 +232,67 @@ def test_plots_are_written_as_png_files(tmp_path):
 
 
 # ---- checkpoints ---------------------------------------------------------------------------------------------------
-def test_a_checkpoint_reloads_into_the_model_that_wrote_it(tmp_path):
-    """The Trainer reloads checkpoints (resume, best model) with a plain load_state_dict: names must match."""
-    from transformers import Trainer, ViTConfig, ViTForImageClassification
+def train_then_resume(trainer_class, output_dir):
+    """Train a tiny ViT 2 steps (checkpoint-2), then resume a freshly initialised one from that checkpoint.
 
-    from training.trainer import with_resumable_checkpoints
+    Returns the trained weights and the weights the resumed model ends with (resuming at max_steps trains nothing).
+    """
+    from transformers import ViTConfig, ViTForImageClassification
+
+    config = ViTConfig(hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32, image_size=16,
+                       patch_size=8, num_labels=14, problem_type="multi_label_classification")
+    generator = torch.Generator().manual_seed(0)
+    examples = [{"pixel_values": torch.randn(3, 16, 16, generator=generator),
+                 "labels": (torch.rand(14, generator=generator) < 0.3).float()} for _ in range(4)]
+    args = TrainingArguments(output_dir=str(output_dir), report_to="none", use_cpu=True, max_steps=2,
+                             per_device_train_batch_size=2, save_strategy="steps", save_steps=2, learning_rate=0.1)
+    torch.manual_seed(0)
+    trained = ViTForImageClassification(config)
+    trainer_class(model=trained, args=args, train_dataset=examples).train()
+    torch.manual_seed(1)
+    resumed = ViTForImageClassification(config)
+    trainer_class(model=resumed, args=args, train_dataset=examples).train(
+        resume_from_checkpoint=str(output_dir / "checkpoint-2"))
+    return trained.state_dict(), resumed.state_dict()
+
+
+def test_resuming_restores_the_weights_of_the_checkpoint(tmp_path):
+    """Resuming and load_best_model_at_end reload checkpoints with the Trainer's own loader: all weights come back."""
+    from training.trainer import ChestXray14Trainer
+
+    trained, resumed = train_then_resume(ChestXray14Trainer, tmp_path)
+    for name, value in trained.items():
+        torch.testing.assert_close(resumed[name], value, msg=f"{name} was not restored")
+
+
+def test_transformers_trainer_still_loses_the_weights_of_its_checkpoints(tmp_path):
+    """Guard: the reason ChestXray14Trainer.save_model exists. When this fails, transformers reloads its own
+    checkpoints again, and the override (training/trainer.py) can go."""
+    from transformers import Trainer
+
+    trained, resumed = train_then_resume(Trainer, tmp_path)
+    lost = [name for name, value in trained.items() if not torch.equal(resumed[name], value)]
+    assert lost, ("transformers' Trainer now restores every weight of its checkpoints: remove "
+                  "ChestXray14Trainer.save_model and this test")
+
+
+def test_the_published_model_keeps_the_default_weight_names(tmp_path):
+    """Only checkpoints change format: output_dir gets what save_pretrained writes by default."""
+    from safetensors import safe_open
+    from transformers import ViTConfig, ViTForImageClassification
+
+    from training.trainer import ChestXray14Trainer
 
     config = ViTConfig(hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32, image_size=16,
                        patch_size=8, num_labels=14)
     model = ViTForImageClassification(config)
-    args = TrainingArguments(output_dir=str(tmp_path), report_to="none", use_cpu=True)
-    trainer = with_resumable_checkpoints(Trainer)(model=model, args=args)
-    saved = {name: value.clone() for name, value in model.state_dict().items()}
-    checkpoint = tmp_path / "checkpoint-1"
-    trainer.save_model(str(checkpoint), _internal_call=True)
-    with torch.no_grad():
-        for parameter in model.parameters():
-            parameter.add_(1.0)
-    trainer._load_from_checkpoint(str(checkpoint))
-    for name, value in model.state_dict().items():
-        torch.testing.assert_close(value, saved[name], msg=f"{name} was not restored")
-    # The published folder (not a checkpoint) still loads with from_pretrained.
-    trainer.save_model(str(tmp_path / "final"))
-    reloaded = ViTForImageClassification.from_pretrained(tmp_path / "final", use_safetensors=True)
+    trainer = ChestXray14Trainer(model=model, args=TrainingArguments(output_dir=str(tmp_path), report_to="none",
+                                                                      use_cpu=True))
+    trainer.save_model()
+    model.save_pretrained(tmp_path / "plain")
+    with safe_open(tmp_path / "model.safetensors", "pt") as published, \
+            safe_open(tmp_path / "plain" / "model.safetensors", "pt") as plain:
+        assert set(published.keys()) == set(plain.keys())
+    reloaded = ViTForImageClassification.from_pretrained(tmp_path, use_safetensors=True)
     for name, value in reloaded.state_dict().items():
         torch.testing.assert_close(value, model.state_dict()[name])
-

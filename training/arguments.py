@@ -4,23 +4,59 @@
 this recipe's defaults differ from ``TrainingArguments``' own (evaluate and save every epoch, keep the best checkpoint
 by validation macro ROC AUC, keep the image column for on-the-fly transforms, mixed precision on GPUs that have it),
 they are parser defaults, so an explicit flag or JSON key always wins.
+
+Every number is checked while parsing (:data:`NUMBER_RULES`, plus a type check of JSON values and a finite check of
+every float), so a negative learning rate or a fractional batch size stops the run with a one-line error that names
+the option, before any data is prepared, rather than with an error from deep inside torch.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
+import typing
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+
+from transformers import HfArgumentParser
 
 from nih_chestxray14.builder import DATASET_NAME
-from training.data import AugmentationConfig
+from training.augment import AugmentationConfig
 
 BUILDER_DATASET = DATASET_NAME
 """``--dataset_name`` value that selects the project's builder (a raw NIH release in ``--data_dir``)."""
 
 CLASS_WEIGHTINGS = ("none", "balanced")
+
+NUMBER_RULES: List[Tuple[str, Callable[[Any], bool], str]] = [
+    # (argument, test of its value, what the test asks for); an unset (None) optional argument is not tested.
+    ("learning_rate", lambda value: value >= 0, ">= 0"),
+    ("per_device_train_batch_size", lambda value: value >= 1, ">= 1"),
+    ("per_device_eval_batch_size", lambda value: value >= 1, ">= 1"),
+    ("gradient_accumulation_steps", lambda value: value >= 1, ">= 1"),
+    ("eval_accumulation_steps", lambda value: value >= 1, ">= 1"),
+    ("max_steps", lambda value: value > 0 or value == -1, "> 0, or -1 to train for --num_train_epochs"),
+    ("num_train_epochs", lambda value: value >= 0, ">= 0"),
+    ("weight_decay", lambda value: value >= 0, ">= 0"),
+    ("adam_beta1", lambda value: 0 <= value < 1, "in [0, 1)"),
+    ("adam_beta2", lambda value: 0 <= value < 1, "in [0, 1)"),
+    ("adam_epsilon", lambda value: value >= 0, ">= 0"),
+    ("max_grad_norm", lambda value: value >= 0, ">= 0 (0 turns clipping off)"),
+    ("warmup_steps", lambda value: value >= 0, ">= 0"),
+    ("logging_steps", lambda value: value > 0, "> 0"),
+    ("eval_steps", lambda value: value > 0, "> 0"),
+    ("save_steps", lambda value: value > 0, "> 0"),
+    ("eval_delay", lambda value: value >= 0, ">= 0"),
+    ("save_total_limit", lambda value: value >= 0, ">= 0 (0 keeps every checkpoint)"),
+    ("seed", lambda value: 0 <= value < 2**32, "in [0, 2**32)"),
+    ("data_seed", lambda value: 0 <= value < 2**32, "in [0, 2**32)"),
+    ("dataloader_num_workers", lambda value: value >= 0, ">= 0 (0 loads in the main process)"),
+    ("dataloader_prefetch_factor", lambda value: value >= 1, ">= 1"),
+    ("preprocessing_num_workers", lambda value: value >= 1, ">= 1"),
+]
+"""Ranges of the numeric arguments that torch or the Trainer would otherwise reject late, or accept silently."""
 
 
 @dataclass
@@ -172,6 +208,14 @@ class DataTrainingArguments:
     sample_signal_strength: float = field(
         default=1.0, metadata={"help": "Contrast of the synthetic release's planted patterns (higher learns faster)."}
     )
+    sample_bbox_fraction: float = field(
+        default=0.05,
+        metadata={
+            "help": "Share of the synthetic release's images that get a box row in BBox_List_2017.csv, at a planted "
+            "finding's place (about a fifth of them in the test split, whose boxes --do_predict scores). Raise it for "
+            "localization figures on more than a handful of boxes."
+        },
+    )
     preprocessing_num_workers: Optional[int] = field(
         default=None, metadata={"help": "Processes for preparing the dataset (builder's num_proc)."}
     )
@@ -230,6 +274,8 @@ class DataTrainingArguments:
             raise ValueError(f"--sample_prevalence must be in (0, 1), got {self.sample_prevalence}")
         if self.sample_signal_strength <= 0:
             raise ValueError(f"--sample_signal_strength must be > 0, got {self.sample_signal_strength}")
+        if not 0 < self.sample_bbox_fraction <= 1:
+            raise ValueError(f"--sample_bbox_fraction must be in (0, 1], got {self.sample_bbox_fraction}")
         if self.sample_image_size < 8:
             raise ValueError(f"--sample_image_size must be >= 8, got {self.sample_image_size}")
         for name in ("max_train_samples", "max_eval_samples", "max_predict_samples"):
@@ -272,6 +318,17 @@ def parse_config_overrides(overrides: str) -> Dict[str, str]:
             )
         settings[key.strip()] = value.strip()
     return settings
+
+
+class RecipeArgumentParser(HfArgumentParser):
+    """``HfArgumentParser`` whose errors raise ``ValueError`` instead of printing usage and exiting.
+
+    argparse's report of a bad value (``argument --per_device_train_batch_size: invalid int value: '2.5'``) comes after
+    hundreds of lines of ``TrainingArguments`` usage; the recipe's command line prints the error alone, in one line.
+    """
+
+    def error(self, message: str) -> typing.NoReturn:
+        raise ValueError(message)
 
 
 def recipe_defaults(cuda_available: bool, bf16_supported: bool, cpus_per_process: int) -> Dict[str, Any]:
@@ -352,9 +409,7 @@ def parse_arguments(
         ValueError: for a bad or inconsistent argument (the message names it), an unreadable JSON file, or a JSON key
             that no dataclass knows.
     """
-    from transformers import HfArgumentParser
-
-    parser = HfArgumentParser((ModelArguments, DataTrainingArguments, training_arguments_class))
+    parser = _parser(training_arguments_class)
     defaults = {key: value for key, value in hardware_defaults().items() if _has_field(training_arguments_class, key)}
     argv = list(argv)
     if argv and argv[0].endswith(".json"):
@@ -363,11 +418,88 @@ def parse_arguments(
         unknown = sorted(set(from_file) - known)
         if unknown:
             raise ValueError(f"{argv[0]}: unknown argument(s) {', '.join(unknown)}")
-        defaults.update(from_file)
+        defaults.update(_checked_json_types(from_file, parser.dataclass_types, argv[0]))
         argv = argv[1:]
     parser.set_defaults(**defaults)
     model_args, data_args, training_args = parser.parse_args_into_dataclasses(args=argv, look_for_args_file=False)
+    check_numbers(model_args, data_args, training_args)
+    check_output_dir(training_args.output_dir)
     return model_args, data_args, training_args
+
+
+def check_output_dir(output_dir: str) -> None:
+    """Check that ``--output_dir`` is a folder, or can be made one, without creating it.
+
+    Raises:
+        ValueError: if it is a file, or its nearest existing parent is not a writable folder.
+    """
+    path = Path(output_dir).expanduser()
+    if path.exists() and not path.is_dir():
+        raise ValueError(f"--output_dir {output_dir} is a file, not a folder: give a folder for the model and results")
+    parent = path
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
+        raise ValueError(f"--output_dir {output_dir}: {parent} is not a folder this process can write to")
+
+
+def check_numbers(*argument_objects: Any) -> None:
+    """Check every float is finite and each argument of :data:`NUMBER_RULES` is in its range.
+
+    Also checks that a training run has epochs to train: ``--num_train_epochs`` > 0 unless ``--max_steps`` is set.
+
+    Raises:
+        ValueError: naming the first bad argument, e.g. ``--learning_rate must be >= 0, got -0.001``.
+    """
+    values = {f.name: getattr(arguments, f.name) for arguments in argument_objects for f in fields(arguments)}
+    for name, value in values.items():
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ValueError(f"--{name} must be a finite number, got {value}")
+    for name, test, requirement in NUMBER_RULES:
+        value = values.get(name)
+        if value is not None and not test(value):
+            raise ValueError(f"--{name} must be {requirement}, got {value}")
+    if values.get("do_train") and values.get("max_steps", -1) <= 0 and values.get("num_train_epochs", 1) <= 0:
+        raise ValueError(
+            f"--num_train_epochs is {values['num_train_epochs']}, so --do_train would train nothing: give a number of "
+            "epochs > 0 or --max_steps"
+        )
+
+
+def _parser(training_arguments_class: type) -> "RecipeArgumentParser":
+    return RecipeArgumentParser((ModelArguments, DataTrainingArguments, training_arguments_class))
+
+
+def _checked_json_types(values: Dict[str, Any], dataclass_types: Sequence[type], source: str) -> Dict[str, Any]:
+    """``values`` from a JSON file, with each int, float or bool argument checked to hold that type.
+
+    A whole float (``8.0``) for an int argument becomes an int. The command line gets the same checks from argparse.
+
+    Raises:
+        ValueError: naming the file and the argument, e.g. ``per_device_train_batch_size must be a whole number``.
+    """
+    checked = dict(values)
+    for dtype in dataclass_types:
+        hints = typing.get_type_hints(dtype)
+        for f in fields(dtype):
+            if f.name not in values or values[f.name] is None:
+                continue
+            value, expected = values[f.name], _plain_type(hints.get(f.name))
+            if expected is int and isinstance(value, float) and value.is_integer():
+                checked[f.name] = int(value)
+            elif expected is int and (isinstance(value, bool) or not isinstance(value, int)):
+                raise ValueError(f"{source}: {f.name} must be a whole number, got {value!r}")
+            elif expected is float and (isinstance(value, bool) or not isinstance(value, (int, float))):
+                raise ValueError(f"{source}: {f.name} must be a number, got {value!r}")
+            elif expected is bool and not isinstance(value, bool):
+                raise ValueError(f"{source}: {f.name} must be true or false, got {value!r}")
+    return checked
+
+
+def _plain_type(hint: Any) -> Optional[type]:
+    """``int``, ``float`` or ``bool`` for a field typed so (or ``Optional`` of it); ``None`` for any other type."""
+    options = [option for option in typing.get_args(hint) if option is not type(None)] or [hint]
+    return options[0] if len(options) == 1 and options[0] in (int, float, bool) else None
 
 
 def _read_json_arguments(path: Path) -> Dict[str, Any]:
@@ -388,8 +520,11 @@ def _has_field(dtype: type, name: str) -> bool:
 
 __all__: List[str] = [
     "BUILDER_DATASET",
+    "NUMBER_RULES",
     "ModelArguments",
     "DataTrainingArguments",
+    "check_numbers",
+    "check_output_dir",
     "parse_arguments",
     "parse_config_overrides",
     "precision",

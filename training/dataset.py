@@ -7,13 +7,13 @@ the exported Parquet dataset (a Hub id or a local folder) with ``datasets.load_d
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
 from typing import Optional
 
 import datasets
 
 import nih_chestxray14
+from nih_chestxray14.hub import is_hub_id
 from nih_chestxray14.labels import LABELS, NUM_LABELS
 from nih_chestxray14.metadata import TEST_LIST
 from training.arguments import BUILDER_DATASET, DataTrainingArguments
@@ -51,6 +51,7 @@ def write_sample_release(data_args: DataTrainingArguments) -> Optional[Path]:
         layout="images",
         signal=True,
         signal_strength=data_args.sample_signal_strength,
+        bbox_fraction=data_args.sample_bbox_fraction,
         prevalence=None if data_args.sample_prevalence is None else {name: data_args.sample_prevalence for name in LABELS},
         seed=data_args.sample_seed,
     )
@@ -74,6 +75,10 @@ def load_chestxray14(data_args: DataTrainingArguments, cache_dir: Optional[str] 
 def _load_from_builder(data_args: DataTrainingArguments, cache_dir: Optional[str]) -> datasets.DatasetDict:
     if not Path(data_args.data_dir).is_dir():
         raise ValueError(f"--data_dir {data_args.data_dir} is not a folder: give the folder of the NIH release")
+    configs = [config.name for config in nih_chestxray14.NIHChestXray14.BUILDER_CONFIGS]
+    if data_args.dataset_config_name not in (None, *configs):
+        raise ValueError(f"--dataset_config_name {data_args.dataset_config_name!r} is not one of the builder's "
+                         f"configs: {', '.join(configs)}")
     config_kwargs = {"allow_missing_images": data_args.allow_missing_images}
     if data_args.validation_fraction is not None:
         config_kwargs["validation_fraction"] = data_args.validation_fraction
@@ -88,14 +93,15 @@ def _load_from_builder(data_args: DataTrainingArguments, cache_dir: Optional[str
 
 def _load_exported(data_args: DataTrainingArguments, cache_dir: Optional[str]) -> datasets.DatasetDict:
     name = data_args.dataset_name
-    if _looks_like_path(name) and not Path(name).exists():
+    if not is_hub_id(name) and not Path(name).expanduser().exists():
         raise ValueError(
             f"--dataset_name {name!r}: no such folder. Give the folder of the exported dataset, a Hub id, or "
             f"{BUILDER_DATASET!r} with --data_dir"
         )
+    location = name if is_hub_id(name) else str(Path(name).expanduser())
     try:
         dataset = datasets.load_dataset(
-            name, data_args.dataset_config_name, cache_dir=cache_dir, num_proc=data_args.preprocessing_num_workers
+            location, data_args.dataset_config_name, cache_dir=cache_dir, num_proc=data_args.preprocessing_num_workers
         )
     except (FileNotFoundError, ConnectionError, datasets.exceptions.DatasetNotFoundError) as error:
         raise ValueError(
@@ -105,11 +111,6 @@ def _load_exported(data_args: DataTrainingArguments, cache_dir: Optional[str]) -
     if not isinstance(dataset, datasets.DatasetDict):
         raise ValueError(f"--dataset_name {name!r} loaded as one {type(dataset).__name__}, expected train/validation/test splits")
     return dataset
-
-
-def _looks_like_path(name: str) -> bool:
-    """A Hub id is ``name`` or ``owner/name``; anything else with a separator is meant as a local folder."""
-    return name.startswith((".", "~")) or Path(name).is_absolute() or name.count("/") > 1 or (os.sep != "/" and os.sep in name)
 
 
 def check_dataset(dataset: datasets.DatasetDict, name: str) -> None:

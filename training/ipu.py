@@ -1,8 +1,9 @@
 """The optional IPU path: swap transformers' Trainer for optimum-graphcore's IPUTrainer, and ship an ``ipu_config.json``.
 
 The recipe's ``main()`` is the same on GPUs, CPUs and IPUs. It asks :func:`trainer_classes` for a ``(Trainer,
-TrainingArguments)`` pair and gets optimum-graphcore's ``(IPUTrainer, IPUTrainingArguments)`` only when
-``--ipu_config_name`` is given. optimum-graphcore (0.7.1 pins transformers 4.29 and needs ``poptorch`` from
+TrainingArguments)`` pair: the recipe's :class:`~training.trainer.ChestXray14Trainer`, or, only when
+``--ipu_config_name`` is given, ``ChestXray14IPUTrainer`` (a subclass of optimum-graphcore's ``IPUTrainer``, defined
+here) with ``IPUTrainingArguments``. optimum-graphcore (0.7.1 pins transformers 4.29 and needs ``poptorch`` from
 Graphcore's Poplar SDK) is imported lazily, here and nowhere else.
 
 Every run writes ``ipu_config.json`` next to the model, so IPU users can fine-tune further: the config that was used,
@@ -27,9 +28,11 @@ from __future__ import annotations
 import json
 import logging
 import os
-import tempfile
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, Optional, Tuple
+
+from nih_chestxray14.files import atomic_write
 
 logger = logging.getLogger(__name__)
 
@@ -61,19 +64,37 @@ def trainer_classes(ipu_config_name: Optional[str]) -> Tuple[type, type]:
     """Return the ``(Trainer, TrainingArguments)`` classes the recipe should use.
 
     Args:
-        ipu_config_name: ``None`` for GPUs/CPUs; otherwise a Hub id such as ``"Graphcore/vit-base-ipu"`` or a local
-            path, which selects optimum-graphcore's ``(IPUTrainer, IPUTrainingArguments)``.
+        ipu_config_name: ``None`` for GPUs/CPUs, which selects ``(ChestXray14Trainer, TrainingArguments)``; otherwise
+            a Hub id such as ``"Graphcore/vit-base-ipu"`` or a local path, which selects ``(ChestXray14IPUTrainer,
+            IPUTrainingArguments)``.
 
     Raises:
         IPUUnavailableError: if an IPU config is named but ``optimum.graphcore`` cannot be imported; the message says
             what to install.
     """
     if ipu_config_name is None:
-        from transformers import Trainer, TrainingArguments
+        from transformers import TrainingArguments
 
-        return Trainer, TrainingArguments
+        from training.trainer import ChestXray14Trainer
+
+        return ChestXray14Trainer, TrainingArguments
     graphcore = _import_optimum_graphcore(ipu_config_name)
-    return graphcore.IPUTrainer, graphcore.IPUTrainingArguments
+    return ipu_trainer_class(graphcore.IPUTrainer), graphcore.IPUTrainingArguments
+
+
+@lru_cache(maxsize=None)
+def ipu_trainer_class(ipu_trainer: type) -> type:
+    """The recipe's IPU trainer: a subclass of optimum-graphcore's ``IPUTrainer`` (passed in, as it is imported lazily).
+
+    It adds nothing yet: the transformers 4.29 that optimum-graphcore runs on saves checkpoints under the model's own
+    weight names, so the checkpoint fix of :class:`~training.trainer.ChestXray14Trainer` isn't needed here. It is the
+    place for the recipe's overrides on IPUs.
+    """
+
+    class ChestXray14IPUTrainer(ipu_trainer):
+        """optimum-graphcore's ``IPUTrainer`` as the recipe uses it."""
+
+    return ChestXray14IPUTrainer
 
 
 def load_ipu_config(ipu_config_name: str) -> Any:
@@ -91,8 +112,8 @@ def write_ipu_config(output_dir: str | os.PathLike, ipu_config_name: Optional[st
 
     The file is a copy of the config that was used: ``ipu_config_name`` as a local ``.json`` file, a local folder
     holding ``ipu_config.json``, or a Hub repo id fetched with ``huggingface_hub`` (which works without
-    optimum-graphcore). With ``ipu_config_name=None`` it is :data:`DEFAULT_IPU_CONFIG`. The copy is written to a
-    temporary file first, so a failure never leaves a half-written ``ipu_config.json``.
+    optimum-graphcore). With ``ipu_config_name=None`` it is :data:`DEFAULT_IPU_CONFIG`. The copy is written atomically,
+    so a failure never leaves a half-written ``ipu_config.json``.
 
     Raises:
         IPUConfigNotFoundError: if ``ipu_config_name`` is neither a local config nor a Hub repo serving one.
@@ -109,15 +130,7 @@ def write_ipu_config(output_dir: str | os.PathLike, ipu_config_name: Optional[st
 
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
-    target = output_dir / IPU_CONFIG_NAME
-    with tempfile.NamedTemporaryFile("wb", dir=output_dir, prefix=".ipu_config.", delete=False) as partial:
-        try:
-            partial.write(data)
-        except BaseException:
-            partial.close()
-            os.unlink(partial.name)
-            raise
-    os.replace(partial.name, target)
+    target = atomic_write(output_dir / IPU_CONFIG_NAME, data)
     logger.info("Wrote %s from %s", target, ipu_config_name or DEFAULT_IPU_CONFIG.name)
     return target
 

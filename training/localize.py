@@ -46,7 +46,8 @@ from nih_chestxray14.errors import NIHChestXray14Error  # noqa: E402
 from nih_chestxray14.files import atomic_path, atomic_write  # noqa: E402
 from nih_chestxray14.metadata import BOX_FRAME  # noqa: E402
 from training.arguments import BUILDER_DATASET, DataTrainingArguments  # noqa: E402
-from training.data import ImageGeometry, XrayEvalTransform, collate_multilabel, to_grayscale  # noqa: E402
+from training.augment import AugmentAndNormalise, ImageGeometry  # noqa: E402
+from training.data import collate_xrays, to_grayscale  # noqa: E402
 from training.dataset import load_chestxray14  # noqa: E402
 from training.heatmaps import METHODS, class_heatmaps, heatmap_in_frame, resolve_method  # noqa: E402
 from training.localization import (  # noqa: E402
@@ -220,7 +221,8 @@ def localize(model, image_processor, split: datasets.Dataset, output_dir: Path, 
     if missing:
         raise ValueError(f"the model has no label {', '.join(missing)}, which the boxes name; its labels are "
                          f"{', '.join(model.config.label2id)}")
-    transform = XrayEvalTransform(ImageGeometry.from_image_processor(image_processor))
+    geometry = ImageGeometry.from_image_processor(image_processor)
+    evaluation_view = AugmentAndNormalise(geometry)
     tally, baseline = LocalizationTally(), LocalizationTally()
     rng = np.random.default_rng(seed)
     overlays: List[Overlay] = []
@@ -231,12 +233,12 @@ def localize(model, image_processor, split: datasets.Dataset, output_dir: Path, 
             batch = boxed[start:start + batch_size]
             images = [to_grayscale(image) for image in batch["image"]]
             targets = [_findings_of(boxes, names) for boxes in batch["bboxes"]]
-            result = class_heatmaps(model, _pixel_values(transform, images),
+            result = class_heatmaps(model, _pixel_values(evaluation_view, images),
                                     [[model.config.label2id[name] for name in findings] for findings in targets],
                                     method)
             for index, (image, image_id, boxes, findings) in enumerate(zip(images, batch["image_id"], batch["bboxes"],
                                                                            targets)):
-                frame_size, window = _frame_of(image.size, transform)
+                frame_size, window = _frame_of(image.size, geometry)
                 mask = lung_field_mask(frame_size[1], frame_size[0])
                 for position, finding in enumerate(findings):
                     heatmap = heatmap_in_frame(result.heatmaps[index][position], window, frame_size)
@@ -268,12 +270,11 @@ def localize(model, image_processor, split: datasets.Dataset, output_dir: Path, 
     return summary
 
 
-def _pixel_values(transform: XrayEvalTransform, images: Sequence[Image.Image]):
-    """The model's input for ``images``, exactly as the recipe evaluates them: float32 ``(N, 3, H, W)``."""
-    prepared = transform({"image": images})
-    examples = [{"pixel_values": pixels, "pixel_plan": plan}
-                for pixels, plan in zip(prepared["pixel_values"], prepared["pixel_plan"])]
-    return collate_multilabel(examples)["pixel_values"]
+def _pixel_values(evaluation_view: AugmentAndNormalise, images: Sequence[Image.Image]):
+    """The model's input for 8-bit grey ``images``, exactly as the recipe evaluates them: float32 ``(N, 3, H, W)``
+    (collated as the data loader does, then resized, centre-cropped and normalised as the Trainer does)."""
+    batch = collate_xrays([{"pixel_values": np.asarray(image)} for image in images])
+    return evaluation_view.evaluation(batch["pixel_values"], batch["image_sizes"])
 
 
 def _in_order(per_finding: Dict[str, Any], names: Sequence[str]) -> Dict[str, Any]:
@@ -308,13 +309,13 @@ def _box(box: Mapping[str, Any]) -> Box:
     return (float(box["x"]), float(box["y"]), float(box["w"]), float(box["h"]))
 
 
-def _frame_of(image_size: Tuple[int, int], transform: XrayEvalTransform):
+def _frame_of(image_size: Tuple[int, int], geometry: ImageGeometry):
     """The box file's frame for an image of this size (``BOX_FRAME`` wide, the image's aspect ratio), and the window
-    of it that the model saw."""
+    of it that the model saw: the evaluation crop (:meth:`ImageGeometry.evaluation_crop_box`), scaled to the frame."""
     width, height = image_size
     scale = BOX_FRAME / width
     frame_size = (BOX_FRAME, round(height * scale))
-    left, top, right, bottom = transform.crop_box(width, height)
+    left, top, right, bottom = geometry.evaluation_crop_box(height, width)
     return frame_size, (left * scale, top * scale, right * scale, bottom * scale)
 
 

@@ -1,40 +1,30 @@
 """``compute_metrics`` for the Trainer: sigmoid scores → macro and per-finding ROC AUC, from the project's metric.
 
-The math is the metric module's (``metrics/roc_auc_multilabel``): its plain NumPy function is imported from the
-folder by path, so evaluation needs neither ``evaluate``'s module cache nor a network, and every process of a
-distributed run reads the same file.
+The math is the metric module's (``metrics/roc_auc_multilabel``), imported as a package from the clone, whose root
+``training/run.py`` puts on ``sys.path``: evaluation needs neither ``evaluate``'s module cache nor a network, and every
+process of a distributed run reads the same files.
 """
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 import warnings
-from functools import lru_cache
 from pathlib import Path
 from types import ModuleType
 from typing import Any, Dict, Optional, Sequence
 
 import numpy as np
 
+from metrics.roc_auc_multilabel import multilabel_auc
+from metrics.roc_auc_multilabel.multilabel_auc import UndefinedAUCWarning, multilabel_roc_auc
+
 METRIC_DIR = Path(__file__).resolve().parents[1] / "metrics" / "roc_auc_multilabel"
 """The metric module folder, also loadable with ``evaluate.load(str(METRIC_DIR))``."""
 
-_NUMPY_MODULE = "multilabel_auc.py"
 
-
-@lru_cache(maxsize=None)
 def metric_functions() -> ModuleType:
-    """The metric's plain NumPy module (``multilabel_roc_auc``, ``roc_auc_per_class``, ...)."""
-    path = METRIC_DIR / _NUMPY_MODULE
-    name = "nih_chestxray14_recipe_multilabel_auc"
-    spec = importlib.util.spec_from_file_location(name, path)
-    if spec is None or spec.loader is None:
-        raise ImportError(f"cannot load the ROC AUC metric from {path}")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module  # dataclasses and pickling look modules up by name
-    spec.loader.exec_module(module)
-    return module
+    """The metric's plain NumPy module, ``metrics.roc_auc_multilabel.multilabel_auc`` (``multilabel_roc_auc``,
+    ``roc_auc_summary``, ...); importing it directly is the same."""
+    return multilabel_auc
 
 
 def logits_of(predictions: Any) -> np.ndarray:
@@ -56,7 +46,8 @@ class MultiLabelROCAUC:
     Args:
         label_names: the C finding names, in the model's output order.
         confidence_level: e.g. 0.95 adds ``roc_auc_ci_low``/``_ci_high`` and per-finding ``_ci_low``/``_ci_high``
-            (DeLong intervals). ``None`` for none (cheaper, for the evaluations during training).
+            (the metric's default ``interval="auto"``) and ``_positives``. ``None`` for none (cheaper, for the
+            evaluations during training).
     """
 
     def __init__(self, label_names: Sequence[str], confidence_level: Optional[float] = None):
@@ -76,8 +67,8 @@ class MultiLabelROCAUC:
         """Macro and per-finding AUC of ``probabilities`` (N, C) against 0/1 ``references`` (N, C)."""
         with warnings.catch_warnings():
             # A finding absent from a small split is reported as NaN in the results; a warning per evaluation is noise.
-            warnings.simplefilter("ignore", metric_functions().UndefinedAUCWarning)
-            return metric_functions().multilabel_roc_auc(
+            warnings.filterwarnings("ignore", message="ROC AUC", category=UndefinedAUCWarning)
+            return multilabel_roc_auc(
                 np.rint(references).astype(np.int8),
                 probabilities,
                 average="macro",

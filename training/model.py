@@ -65,14 +65,19 @@ def build_image_processor(model_args: ModelArguments, config):
     normalise with mean = std = 0.5) at the config's ``image_size``.
 
     Raises:
-        ValueError: with ``--model_type``, if the config has no ``image_size`` and no ``--image_processor_name`` was
-            given.
+        ValueError: if the named image processor can't be loaded, or, with ``--model_type``, if the config has no
+            ``image_size`` and no ``--image_processor_name`` was given.
     """
     from transformers import AutoImageProcessor
 
     name = model_args.image_processor_name or model_args.model_name_or_path
     if name is not None:
-        return AutoImageProcessor.from_pretrained(name, revision=model_args.model_revision, cache_dir=model_args.cache_dir)
+        option = "--image_processor_name" if model_args.image_processor_name else "--model_name_or_path"
+        try:
+            return AutoImageProcessor.from_pretrained(name, revision=model_args.model_revision,
+                                                      cache_dir=model_args.cache_dir)
+        except OSError as error:  # a missing folder, or a Hub repo that can't be reached or has no processor
+            raise ValueError(f"{option} {name!r}: no image processor there ({_first_line(error)})") from None
     image_size = getattr(config, "image_size", None)
     if not isinstance(image_size, int):
         raise ValueError(

@@ -1,7 +1,7 @@
 """Pictures of a run, saved as PNGs in ``output_dir`` for the model card: convergence curves and per-finding ROC curves.
 
 Figures are built with ``matplotlib.figure.Figure`` directly (no ``pyplot``), so nothing depends on a display or on
-global plotting state.
+global plotting state, and each PNG is written atomically (a killed run leaves the old picture or none).
 """
 
 from __future__ import annotations
@@ -12,6 +12,8 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 from matplotlib.figure import Figure
+
+from nih_chestxray14.files import atomic_path
 
 LOSS_PLOT = "training_loss.png"
 LEARNING_RATE_PLOT = "learning_rate.png"
@@ -55,7 +57,7 @@ def plot_training_curves(log_history: Sequence[Mapping[str, Any]], output_dir: P
             axes.legend(loc="upper right")
         axes.set_title("Convergence")
         axes.grid(alpha=0.3)
-        figure.savefig(Path(output_dir) / LOSS_PLOT, dpi=120)
+        _save_png(figure, Path(output_dir) / LOSS_PLOT, dpi=120)
         written["Training loss, validation loss and validation macro ROC AUC"] = LOSS_PLOT
     if learning_rate:
         figure = Figure(figsize=(6.4, 3.2), layout="constrained")
@@ -66,7 +68,7 @@ def plot_training_curves(log_history: Sequence[Mapping[str, Any]], output_dir: P
         axes.set_title("Learning-rate schedule")
         axes.ticklabel_format(axis="y", style="sci", scilimits=(-2, 2))
         axes.grid(alpha=0.3)
-        figure.savefig(Path(output_dir) / LEARNING_RATE_PLOT, dpi=120)
+        _save_png(figure, Path(output_dir) / LEARNING_RATE_PLOT, dpi=120)
         written["Learning rate"] = LEARNING_RATE_PLOT
     return written
 
@@ -136,8 +138,13 @@ def plot_roc_curves(
     if macro is not None and not math.isnan(macro):
         title += f" (macro AUC {macro:.3f})"
     figure.suptitle(title)
-    figure.savefig(Path(output_dir) / ROC_PLOT, dpi=110)
+    _save_png(figure, Path(output_dir) / ROC_PLOT, dpi=110)
     return {f"Per-finding ROC curves on the {split} split": ROC_PLOT}
+
+
+def _save_png(figure: Figure, target: Path, dpi: int) -> None:
+    with atomic_path(target) as partial:
+        figure.savefig(partial, format="png", dpi=dpi)
 
 
 def _auc_caption(metrics: Mapping[str, float], name: str) -> str:

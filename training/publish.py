@@ -1,6 +1,8 @@
-"""Upload the finished ``output_dir`` (model, image processor, IPU config, card, plots, results) to the Hub.
+"""Publish a finished run: the model card written from the run's arguments, hardware and metrics, and the upload of
+``output_dir`` to the Hub.
 
-The upload goes through ``huggingface_hub``'s ``upload_folder`` in one commit. The token is taken from
+The card itself (inputs, ``model-index``, text) is rendered by ``model_card/``; this module only says what the recipe
+tells it. The upload goes through ``huggingface_hub``'s ``upload_folder`` in one commit. The token is taken from
 ``--hub_token``, ``HF_TOKEN`` or the local login, and only ever travels in the ``Authorization`` header: it is never
 written to a file, a log line or an error message. A failed upload leaves ``output_dir`` untouched.
 """
@@ -8,14 +10,25 @@ written to a file, a log line or an error message. A failed upload leaves ``outp
 from __future__ import annotations
 
 import logging
+import os
+import platform
 from pathlib import Path
-from typing import List, Optional
+from typing import Any, Dict, List, Mapping, Optional
+
+from model_card import ModelCardInputs, write_model_card
+from nih_chestxray14 import NIHChestXray14Config
+from nih_chestxray14.hub import redact_secrets
+from nih_chestxray14.labels import LABELS
+from training.arguments import BUILDER_DATASET, DataTrainingArguments, ModelArguments, precision
+from training.augment import ImageGeometry
 
 logger = logging.getLogger(__name__)
 
 NOT_UPLOADED: List[str] = [
     "checkpoint-*",        # resumable training state: large, and not part of the published model
     "checkpoint-*/**",
+    "incomplete-checkpoint-*",  # what a killed run left half-written, set aside on resume
+    "incomplete-checkpoint-*/**",
     "training_args.bin",   # a pickle; the card lists the hyperparameters in plain text
     ".*",                  # temporary files (e.g. a half-written card)
     "runs/**",
@@ -23,6 +36,128 @@ NOT_UPLOADED: List[str] = [
 """Patterns of ``output_dir`` that stay local."""
 
 
+# ---- the model card --------------------------------------------------------------------------------------------------
+def hyperparameters(
+    model_args: ModelArguments, data_args: DataTrainingArguments, training_args: Any, geometry: ImageGeometry
+) -> Dict[str, Any]:
+    """The settings a reader needs to reproduce the run, as a flat dict of plain values (no secrets)."""
+    world_size = max(1, int(getattr(training_args, "world_size", 1)))
+    precision_text = precision(training_args)
+    if getattr(training_args, "tf32", None):
+        precision_text += " (TF32 matmuls)"
+    values: Dict[str, Any] = {
+        "learning_rate": training_args.learning_rate,
+        "train_batch_size_per_device": training_args.per_device_train_batch_size,
+        "eval_batch_size_per_device": training_args.per_device_eval_batch_size,
+        "gradient_accumulation_steps": training_args.gradient_accumulation_steps,
+        "total_train_batch_size": training_args.per_device_train_batch_size
+        * training_args.gradient_accumulation_steps
+        * world_size,
+        "num_processes": world_size,
+        "num_train_epochs": training_args.num_train_epochs,
+        "max_steps": training_args.max_steps if training_args.max_steps > 0 else None,
+        "seed": training_args.seed,
+        "optimizer": str(getattr(training_args.optim, "value", training_args.optim)),
+        "weight_decay": training_args.weight_decay,
+        "lr_scheduler": str(getattr(training_args.lr_scheduler_type, "value", training_args.lr_scheduler_type)),
+        "warmup_steps": training_args.warmup_steps,
+        "precision": precision_text,
+        "torch_compile": bool(getattr(training_args, "torch_compile", False)),
+        "image_size": geometry.crop_size,
+        "image_mean": list(geometry.image_mean),
+        "image_std": list(geometry.image_std),
+        "loss": "BCE with logits" + (" (balanced pos_weight)" if model_args.class_weighting == "balanced" else ""),
+        "augmentation": _augmentation_text(data_args),
+        "best_checkpoint_by": getattr(training_args, "metric_for_best_model", None),
+    }
+    if model_args.model_name_or_path is None:
+        values["model_type"] = model_args.model_type
+        values["config_overrides"] = model_args.config_overrides
+    return {key: value for key, value in values.items() if value is not None}
+
+
+def hardware_description(training_args: Any, ipu_config_name: Optional[str]) -> str:
+    """E.g. ``"1x NVIDIA H100 80GB HBM3"``, ``"CPU (2 processes on 2 cores, x86_64)"`` or
+    ``"Graphcore IPUs (IPUConfig ...)"``."""
+    if ipu_config_name is not None:
+        return f"Graphcore IPUs (IPUConfig {ipu_config_name})"
+    world_size = max(1, int(getattr(training_args, "world_size", 1)))
+    device = getattr(training_args, "device", None)
+    if device is not None and device.type == "cuda":
+        import torch
+
+        return f"{world_size}x {torch.cuda.get_device_name(device)}"
+    cores = os.cpu_count() or 1
+    processes = f"{world_size} processes on " if world_size > 1 else ""
+    return f"CPU ({processes}{cores} cores, {platform.machine()})"
+
+
+def write_card(
+    output_dir: Path,
+    *,
+    model_name: str,
+    model_args: ModelArguments,
+    data_args: DataTrainingArguments,
+    hyperparameters: Mapping[str, Any],
+    hardware: str,
+    validation_metrics: Mapping[str, float],
+    test_metrics: Mapping[str, float],
+    train_metrics: Mapping[str, Any],
+    plots: Mapping[str, str],
+    split_sizes: Mapping[str, int],
+    localization: Optional[Mapping[str, Any]] = None,
+):
+    """Write ``output_dir/README.md`` through ``model_card.write_model_card`` and return the card.
+
+    ``localization`` is :func:`training.localize.localize_test_split`'s summary, when the test split has boxes.
+    """
+    if data_args.dataset_name == BUILDER_DATASET:
+        validation_fraction = data_args.validation_fraction or NIHChestXray14Config.validation_fraction
+    else:
+        validation_fraction = None  # an exported copy: its split was made elsewhere
+    inputs = ModelCardInputs(
+        model_name=model_name,
+        base_model=model_args.model_name_or_path,
+        dataset_name=data_args.dataset_name,
+        dataset_config_name=data_args.dataset_config_name,
+        validation_fraction=validation_fraction,
+        label_names=LABELS,
+        validation_metrics=_numbers(validation_metrics),
+        test_metrics=_numbers(test_metrics),
+        hyperparameters=dict(hyperparameters),
+        hardware=hardware,
+        train_runtime_s=train_metrics.get("train_runtime"),
+        train_samples_per_second=train_metrics.get("train_samples_per_second"),
+        plots=dict(plots),
+        num_train_samples=split_sizes.get("train"),
+        num_validation_samples=split_sizes.get("validation"),
+        num_test_samples=split_sizes.get("test"),
+        synthetic_data=bool(data_args.make_sample_release),
+        localization=dict(localization or {}),
+    )
+    return write_model_card(output_dir, inputs)
+
+
+def _augmentation_text(data_args: DataTrainingArguments) -> str:
+    if not data_args.augment:
+        return "none"
+    parts = [
+        f"random resized crop (area {data_args.crop_scale_min:g}-{data_args.crop_scale_max:g})",
+        f"rotation ±{data_args.rotation_degrees:g}°",
+        f"brightness ±{data_args.brightness:g}",
+        f"contrast ±{data_args.contrast:g}",
+    ]
+    parts.append("horizontal flip" if data_args.horizontal_flip else "no horizontal flip")
+    return ", ".join(parts)
+
+
+def _numbers(metrics: Mapping[str, Any]) -> Dict[str, float]:
+    """The card's metric keys only: ``loss`` and the ``roc_auc*`` family (no runtime or epoch counters)."""
+    return {key: float(value) for key, value in metrics.items()
+            if (key == "loss" or key.startswith("roc_auc")) and isinstance(value, (int, float))}
+
+
+# ---- the upload ------------------------------------------------------------------------------------------------------
 class PushError(RuntimeError):
     """The upload to the Hub failed (or could not start). ``output_dir`` is complete and can be uploaded again."""
 
@@ -94,12 +229,6 @@ def push_output_dir(
 
 
 def _describe(error: BaseException, token: Optional[str]) -> str:
-    """One line about ``error``, with the token (if it appears anywhere) masked."""
+    """One line about ``error``, with any Hub token (``token``, or one this process knows) redacted."""
     first_line = (str(error).strip().splitlines() or [""])[0]
-    text = f"{type(error).__name__}: {first_line}" if first_line else type(error).__name__
-    from huggingface_hub import get_token
-
-    for secret in (token, get_token()):
-        if secret:
-            text = text.replace(secret, "<token>")
-    return text
+    return redact_secrets(f"{type(error).__name__}: {first_line}" if first_line else type(error).__name__, [token])

@@ -13,14 +13,20 @@ Examples::
     torchrun --nproc_per_node 8 training/run.py ...      # several GPUs, same script
     python training/run.py training/configs/demo.json    # offline demo: synthetic release, tiny ViT, CPU
 
-Rerunning with the same ``--output_dir`` resumes from its last checkpoint unless ``--overwrite_output_dir`` is given.
-``main()`` only orchestrates; each step lives in a small module of ``training/`` that a test can call on its own.
+Rerunning with the same ``--output_dir`` resumes from its last complete checkpoint unless ``--overwrite_output_dir`` is
+given (one that a killed run left half-written is renamed ``incomplete-checkpoint-N-<time>`` and kept).
+
+``main()`` only orchestrates; each step lives in a small module of ``training/`` that a test can call on its own. To
+follow one run: ``arguments.py`` (the flags and their checks), ``dataset.py`` and ``data.py`` (the ``DatasetDict`` and
+its transforms), ``model.py``, ``trainer.py`` (the Trainer and its checkpoints, with ``loss.py`` and ``metrics.py``),
+then ``plots.py`` and ``publish.py`` (the card, rendered by ``model_card/``, and the upload). ``ipu.py`` matters only
+with ``--ipu_config_name``.
 """
 
 from __future__ import annotations
 
+import gc
 import logging
-import shutil
 import sys
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
@@ -37,7 +43,6 @@ import datasets  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 import transformers  # noqa: E402
-from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, get_last_checkpoint  # noqa: E402
 
 from nih_chestxray14.errors import NIHChestXray14Error  # noqa: E402
 from nih_chestxray14.labels import LABELS  # noqa: E402
@@ -48,16 +53,23 @@ from training.arguments import (  # noqa: E402
     parse_arguments,
     precision,
 )
-from training.data import ImageGeometry, XrayEvalTransform, XrayTrainTransform, collate_multilabel  # noqa: E402
+from training.augment import AugmentAndNormalise, ImageGeometry  # noqa: E402
+from training.data import AugmentingCollator, collate_xrays, decode_xrays  # noqa: E402
 from training.dataset import load_chestxray14, write_sample_release  # noqa: E402
 from training.ipu import IPUUnavailableError, load_ipu_config, trainer_classes, write_ipu_config  # noqa: E402
 from training.loss import MultiLabelBCELoss, balanced_pos_weight  # noqa: E402
 from training.metrics import MultiLabelROCAUC, logits_of, sigmoid, strip_prefix  # noqa: E402
 from training.model import build_config, build_image_processor, build_model  # noqa: E402
 from training.plots import plot_roc_curves, plot_training_curves  # noqa: E402
-from training.trainer import with_resumable_checkpoints  # noqa: E402
-from training.publish import PushError, push_output_dir, resolve_repo_id  # noqa: E402
-from training.card import hardware_description, hyperparameters, write_card  # noqa: E402
+from training.publish import (  # noqa: E402
+    PushError,
+    hardware_description,
+    hyperparameters,
+    push_output_dir,
+    resolve_repo_id,
+    write_card,
+)
+from training.trainer import checkpoint_to_resume  # noqa: E402
 from training.localize import localize_test_split  # noqa: E402
 
 logger = logging.getLogger(__name__)
@@ -85,7 +97,7 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, float]:
     push_to_hub, training_args.push_to_hub = training_args.push_to_hub, False  # we upload the finished folder
     _setup_logging(training_args)
     output_dir = Path(training_args.output_dir)
-    checkpoint = _checkpoint_to_resume(training_args, model_args)
+    checkpoint = checkpoint_to_resume(training_args, model_args.overwrite_output_dir)
     # Checked before training, so a missing login stops the run early. Only the main process pushes.
     will_push = push_to_hub and training_args.process_index == 0
     repo_id = resolve_repo_id(training_args.hub_model_id, output_dir, hub_token) if will_push else None
@@ -104,15 +116,14 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, float]:
     transformers.set_seed(training_args.seed)
     model = build_model(model_args, config)
     geometry = ImageGeometry.from_image_processor(image_processor)
-    train_transform = XrayTrainTransform(geometry, data_args.augmentation()) if data_args.augment else XrayEvalTransform(geometry)
-    eval_transform = XrayEvalTransform(geometry)
+    augment_and_normalise = AugmentAndNormalise(geometry, data_args.augmentation() if data_args.augment else None)
 
     # Trainer: the same for GPUs, CPUs and IPUs; only the classes and a few keyword names differ.
     pos_weight = _balanced_pos_weight(dataset["train"], model_args) if model_args.class_weighting == "balanced" else None
     trainer = _build_trainer(
-        trainer_class, model, training_args, ipu_config_name, image_processor, pos_weight,
-        train_dataset=dataset["train"].with_transform(train_transform, columns=COLUMNS) if training_args.do_train else None,
-        eval_dataset=dataset["validation"].with_transform(eval_transform, columns=COLUMNS),
+        trainer_class, model, training_args, ipu_config_name, image_processor, pos_weight, augment_and_normalise,
+        train_dataset=dataset["train"].with_transform(decode_xrays, columns=COLUMNS) if training_args.do_train else None,
+        eval_dataset=dataset["validation"].with_transform(decode_xrays, columns=COLUMNS),
     )
 
     # Train, evaluate, predict
@@ -127,7 +138,7 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, float]:
         results.update(_report(trainer, "eval", trainer.evaluate()))
     prediction = None
     if training_args.do_predict:
-        prediction = trainer.predict(dataset["test"].with_transform(eval_transform, columns=COLUMNS),
+        prediction = trainer.predict(dataset["test"].with_transform(decode_xrays, columns=COLUMNS),
                                      metric_key_prefix="test")
         results.update(_report(trainer, "test", prediction.metrics))
 
@@ -160,23 +171,27 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, float]:
 
 
 def _build_trainer(trainer_class, model, training_args, ipu_config_name: Optional[str], image_processor,
-                   pos_weight: Optional[torch.Tensor], *, train_dataset, eval_dataset):
+                   pos_weight: Optional[torch.Tensor], augment_and_normalise: AugmentAndNormalise, *, train_dataset,
+                   eval_dataset):
     """The Trainer (or IPUTrainer) with the recipe's collator, metrics and loss.
 
-    On GPUs and CPUs the loss is :class:`MultiLabelBCELoss` (with ``pos_weight`` for ``--class_weighting balanced``);
-    on IPUs the model's own BCE runs on the device.
+    On GPUs and CPUs the loss is :class:`MultiLabelBCELoss` (with ``pos_weight`` for ``--class_weighting balanced``)
+    and batches are augmented and normalised on the model's device (:class:`~training.trainer.ChestXray14Trainer`); on IPUs the model's own
+    BCE runs on the device and the collators augment and normalise on the host.
     """
     kwargs: Dict[str, Any] = {}
     if ipu_config_name is not None:
-        kwargs.update(ipu_config=load_ipu_config(ipu_config_name), tokenizer=image_processor)
+        kwargs.update(ipu_config=load_ipu_config(ipu_config_name), tokenizer=image_processor,
+                      data_collator=AugmentingCollator(augment_and_normalise, training=True),
+                      eval_data_collator=AugmentingCollator(augment_and_normalise, training=False))
     else:
-        kwargs.update(processing_class=image_processor, compute_loss_func=MultiLabelBCELoss(pos_weight))
-    return with_resumable_checkpoints(trainer_class)(
+        kwargs.update(processing_class=image_processor, compute_loss_func=MultiLabelBCELoss(pos_weight),
+                      data_collator=collate_xrays, augment_and_normalise=augment_and_normalise)
+    return trainer_class(
         model=model,
         args=training_args,
         train_dataset=train_dataset,
         eval_dataset=eval_dataset,
-        data_collator=collate_multilabel,
         compute_metrics=MultiLabelROCAUC(LABELS),
         **kwargs,
     )
@@ -230,26 +245,18 @@ def _setup_logging(training_args) -> None:
     )
 
 
-def _checkpoint_to_resume(training_args, model_args: ModelArguments) -> Optional[str]:
-    """The checkpoint to resume from: ``--resume_from_checkpoint``, else the last one in ``output_dir``.
+def end_process_group() -> None:
+    """Under torchrun, free what training left behind, then destroy the process group, while Python is still whole.
 
-    With ``--overwrite_output_dir`` nothing is resumed and the old ``checkpoint-*`` folders are deleted first, so a
-    later rerun can't pick one of them up.
+    Called after ``main()`` has returned (successfully), so its Trainer and the DDP wrapper it holds are gone first:
+    freeing them after the group is destroyed can deadlock. A group left to interpreter exit can abort the process
+    after a good run: a gloo thread still releasing a finished collective's tensors can't take the GIL while Python
+    finalises ("terminate called without an active exception", SIGABRT). Not called after an error, when other
+    processes may be inside a collective and destroying the group could hang.
     """
-    if training_args.resume_from_checkpoint is not None:
-        return training_args.resume_from_checkpoint
-    output_dir = Path(training_args.output_dir)
-    if not training_args.do_train or not output_dir.is_dir():
-        return None
-    if model_args.overwrite_output_dir:
-        with training_args.main_process_first(desc="clearing old checkpoints"):
-            for old in output_dir.glob(f"{PREFIX_CHECKPOINT_DIR}-*"):
-                shutil.rmtree(old, ignore_errors=True)
-        return None
-    checkpoint = get_last_checkpoint(str(output_dir))
-    if checkpoint is not None:
-        logger.info("resuming training from %s (pass --overwrite_output_dir to start afresh)", checkpoint)
-    return checkpoint
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        gc.collect()  # the Trainer sits in reference cycles; collect it (and its DDP model) now
+        torch.distributed.destroy_process_group()
 
 
 def _limit_samples(dataset: datasets.DatasetDict, data_args: DataTrainingArguments) -> datasets.DatasetDict:
@@ -283,3 +290,4 @@ if __name__ == "__main__":
     except (ValueError, FileNotFoundError, NIHChestXray14Error, IPUUnavailableError, PushError) as error:
         logger.debug("the recipe stopped", exc_info=True)
         sys.exit(f"{Path(sys.argv[0]).name}: error: {error}")
+    end_process_group()

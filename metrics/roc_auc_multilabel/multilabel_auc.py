@@ -1,55 +1,64 @@
-"""Multi-label ROC AUC in plain NumPy: exact per-class and averaged AUC, with DeLong confidence intervals.
+"""Multi-label ROC AUC in plain NumPy: exact per-class and averaged AUC, confidence intervals and positive counts.
 
-This file needs nothing but NumPy and the standard library, so a training loop or a benchmark can use it without
-``evaluate``. The ``evaluate`` module ``roc_auc_multilabel.py`` beside it is a thin wrapper around
-:func:`multilabel_roc_auc`.
+This file and the ones it imports (``delong.py``, ``intervals.py``) need nothing but NumPy and the standard library,
+so a training loop, an evaluation script or a benchmark can use them without ``evaluate``. The ``evaluate`` module
+``roc_auc_multilabel.py`` is a thin wrapper around :func:`multilabel_roc_auc`; ``comparison.py`` compares two models
+on the same cases.
 
 Shapes: ``references`` and ``prediction_scores`` are ``(N, C)``, N cases (images) by C classes (findings).
 
 How the numbers are computed:
 
-* **AUC.** For one class with ``m`` positive and ``n`` negative cases, AUC is the Mann-Whitney statistic: the share of
-  (positive, negative) pairs in which the positive is scored higher, ties counting one half. Each positive's count of
-  lower-scored negatives comes from a binary search in the sorted negatives, so the statistic is an exact integer
-  (times one half) and the AUC is that integer divided by ``m * n``, rounded once: O(N log N) per class.
-* **Variance.** DeLong et al. (1988), computed with the fast algorithm of Sun & Xu (2014): each case's *placement
-  value* (for a positive, the share of negatives scored below it; for a negative, the share of positives scored above
-  it; ties count half) is the difference of its midrank among all cases and its midrank among its own group, which a
-  sort gives in O(N log N) instead of the O(m n) pairwise comparisons.
+* **AUC and variance** (``delong.py``): the Mann-Whitney statistic, exact, and DeLong's variance from each case's
+  placement value, O(N log N) per class. Integer scores are ranked as integers, never through float64, so scores
+  beyond 2**53 keep their order.
+* **Averages.** ``"macro"`` and ``"weighted"`` are computed as scikit-learn computes them, with ``np.average`` (for
+  ``"weighted"``, with each class's number of positives as its weight), whose summation order does not depend on the
+  CPU. ``"micro"`` pools all ``N * C`` (case, class) entries into one binary problem, as scikit-learn does.
 * **Across classes.** Every class is scored on the same cases, so their AUCs are correlated. Each case gets one
   influence value per class (its centred placement value, scaled so that the sum of squares over cases is DeLong's
   variance); the covariance of two classes' AUCs is the sum over cases of the product of their influence values.
   When two classes share their references this is exactly DeLong's covariance of two correlated AUCs; otherwise it
-  is its delta-method generalisation. The macro and weighted averages are linear in the per-class AUCs, so their
-  variance is ``w' S w`` with ``S`` that covariance (for "weighted", the sampling variability of the weights, the
-  class prevalences, is added by the delta method).
-* **Micro average.** All ``N * C`` (case, class) entries are pooled into one binary problem, as scikit-learn does.
-  Entries of one case are not independent, so its variance is the cluster-robust DeLong variance: the entry-level
-  influence values are summed per case before squaring.
-* **Interval.** Wald on the logit scale: ``logit(AUC) ± z * se / (AUC * (1 - AUC))`` mapped back, with ``z`` the
-  normal quantile of the confidence level. It stays inside (0, 1) and, with few positives and a high AUC, covers
-  better than ``AUC ± z * se``. An AUC of exactly 0 or 1 (perfect ranking) has DeLong variance 0 and the
-  degenerate interval [AUC, AUC].
+  is its delta-method generalisation. For the micro average, entries of one case are not independent: its variance is
+  the cluster-robust DeLong variance, the entry-level influence values summed per case before squaring.
+* **Intervals** (``intervals.py``): by default (``interval="auto"``) DeLong's logit interval, a score interval for
+  classes with few misranked cases (small classes, AUC near 0 or 1, where DeLong's interval under-covers or
+  collapses), and MOVER for the macro and weighted averages. ``interval="delong"`` gives DeLong's logit interval
+  everywhere, with the average's variance ``w' S w`` from the covariance ``S`` (plus, for ``"weighted"``, the
+  variability of the prevalence weights by the delta method).
 """
 
 from __future__ import annotations
 
 import math
 import warnings
-from statistics import NormalDist
-from typing import Dict, List, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
+
+from .delong import ClassStatistics, class_statistics, micro_statistics, per_class_auc, pooled_auc, sort_classes
+from .intervals import (
+    INTERVAL_METHODS,
+    class_intervals,
+    correlation_from_covariance,
+    logit_interval,
+    mover_interval,
+    z_value,
+)
 
 AVERAGES = ("macro", "micro", "weighted", None)
 """The accepted values of ``average``; ``None`` returns one AUC per class."""
 
-MetricValue = Union[float, List[float]]
+UndefinedAUCWarning = RuntimeWarning
+"""The category of the warning that names a class whose AUC is undefined (its references are all 0 or all 1).
 
+It is Python's ``RuntimeWarning``, the category NumPy uses for statistics that are undefined on the data (the mean of
+an empty slice), so that this module and the evaluate module, which ``evaluate`` imports as a copy from its module
+cache, warn with one class: a filter set through either catches both. Every message of this module starts with
+"ROC AUC", so ``warnings.filterwarnings("ignore", message="ROC AUC", category=UndefinedAUCWarning)`` silences exactly
+these warnings."""
 
-class UndefinedAUCWarning(UserWarning):
-    """A class whose references are all 0 or all 1: its ROC AUC is undefined, reported as NaN and left out of the
-    macro and weighted averages."""
+MetricValue = Union[float, int, List[float], List[int]]
 
 
 # ----------------------------------------------------------------------------------------------------- validation
@@ -67,10 +76,13 @@ def _as_matrix(values, argument: str) -> np.ndarray:
         array = np.asarray(values)
     except (ValueError, TypeError) as error:
         raise ValueError(
-            f"{argument} must be a rectangular (N, C) array with C entries in every row ({error})"
+            f"{argument} must be a rectangular (N, C) array with C entries in every row, and in every batch added "
+            f"({error})"
         ) from None
     if array.dtype == object:
-        raise ValueError(f"{argument} must be a rectangular (N, C) array of numbers, with C entries in every row")
+        raise ValueError(
+            f"{argument} must be a rectangular (N, C) array of numbers that fit in 64 bits, with C entries in every row"
+        )
     if array.ndim != 2:
         raise ValueError(
             f"{argument} must be 2-dimensional, (N cases, C classes); got shape {array.shape}. "
@@ -81,16 +93,18 @@ def _as_matrix(values, argument: str) -> np.ndarray:
     return array
 
 
-def validate_inputs(references, prediction_scores) -> Tuple[np.ndarray, np.ndarray]:
+def validate_inputs(references, prediction_scores, *, scores_argument: str = "prediction_scores"):
     """Check and convert the two input arrays.
 
     Args:
         references: ``(N, C)`` array-like of 0/1 (bool, int or float).
         prediction_scores: ``(N, C)`` array-like of finite real scores (probabilities, logits, any monotone score).
+        scores_argument: the name of the scores in error messages.
 
     Returns:
-        ``(labels, scores)``: ``labels`` a bool ``(N, C)`` array; ``scores`` a float32 or float64 ``(N, C)`` array
-        (float32 input stays float32; other input becomes float64, so no two distinct scores are merged).
+        ``(labels, scores)``: ``labels`` a bool ``(N, C)`` array; ``scores`` an ``(N, C)`` array that orders exactly
+        as the input: float32 stays float32 (float16 becomes float32), other floats become float64, and integers stay
+        integers (bool becomes uint8), so no two distinct scores are merged.
 
     Raises:
         ValueError: if either array is missing, ragged or not 2-D, if the shapes differ, if there are no rows, if a
@@ -98,14 +112,14 @@ def validate_inputs(references, prediction_scores) -> Tuple[np.ndarray, np.ndarr
             column of the first bad entry.
     """
     refs = _as_matrix(references, "references")
-    scores = _as_matrix(prediction_scores, "prediction_scores")
+    scores = _as_matrix(prediction_scores, scores_argument)
     if refs.shape != scores.shape:
         raise ValueError(
-            f"references has shape {refs.shape} but prediction_scores has shape {scores.shape}: both must be "
+            f"references has shape {refs.shape} but {scores_argument} has shape {scores.shape}: both must be "
             "(N cases, C classes)"
         )
     if refs.shape[0] == 0 or refs.shape[1] == 0:
-        raise ValueError(f"references and prediction_scores are empty (shape {refs.shape}): pass at least one row")
+        raise ValueError(f"references and {scores_argument} are empty (shape {refs.shape}): pass at least one row")
     if refs.dtype == bool:
         labels = refs
     else:
@@ -114,10 +128,14 @@ def validate_inputs(references, prediction_scores) -> Tuple[np.ndarray, np.ndarr
         if not is_binary.all():
             row, column = _first_bad_entry(~is_binary)
             raise ValueError(
-                f"references must be 0 or 1; row {row}, column {column} holds {refs[row, column]!r}. "
+                f"references must be 0 or 1; row {row}, column {column} holds {refs[row, column].item()!r}. "
                 "Pass multi-hot labels, not class indices or probabilities"
             )
         labels = ~is_zero
+    if scores.dtype.kind == "b":
+        return labels, scores.astype(np.uint8)
+    if scores.dtype.kind in "iu":
+        return labels, scores  # integers are ranked exactly, as integers
     if scores.dtype == np.float16:
         scores = scores.astype(np.float32)
     elif scores.dtype not in (np.float32, np.float64):
@@ -126,22 +144,26 @@ def validate_inputs(references, prediction_scores) -> Tuple[np.ndarray, np.ndarr
     if not finite.all():
         row, column = _first_bad_entry(~finite)
         raise ValueError(
-            f"prediction_scores must be finite; row {row}, column {column} holds {scores[row, column]!r}"
+            f"{scores_argument} must be finite; row {row}, column {column} holds {scores[row, column].item()!r}"
         )
     return labels, scores
 
 
-def check_options(num_classes: Optional[int], average, label_names, confidence_level) -> Optional[List[str]]:
+def check_options(
+    num_classes: Optional[int], average, label_names, confidence_level, interval: str = "auto"
+) -> Optional[List[str]]:
     """Check the options of :func:`multilabel_roc_auc` and return ``label_names`` as a list (or None).
 
     ``num_classes`` may be None when the data is not known yet; the length of ``label_names`` is then not checked.
 
     Raises:
-        ValueError: for an unknown ``average``, a ``confidence_level`` outside (0, 1), or ``label_names`` that are not
-            ``num_classes`` unique strings.
+        ValueError: for an unknown ``average`` or ``interval``, a ``confidence_level`` outside (0, 1), or
+            ``label_names`` that are not ``num_classes`` unique strings.
     """
     if not (average is None or (isinstance(average, str) and average in AVERAGES)):
         raise ValueError(f"unknown average {average!r}: use one of {', '.join(repr(a) for a in AVERAGES)}")
+    if not (isinstance(interval, str) and interval in INTERVAL_METHODS):
+        raise ValueError(f"unknown interval {interval!r}: use one of {', '.join(map(repr, INTERVAL_METHODS))}")
     if confidence_level is not None:
         if isinstance(confidence_level, bool) or not isinstance(confidence_level, (int, float, np.floating)):
             raise ValueError(f"confidence_level must be a number in (0, 1), such as 0.95; got {confidence_level!r}")
@@ -167,47 +189,7 @@ def check_options(num_classes: Optional[int], average, label_names, confidence_l
     return names
 
 
-# ------------------------------------------------------------------------------------------------------- the AUC
-
-
-def _two_u_statistic(is_positive: np.ndarray, scores: np.ndarray) -> Tuple[int, int, int]:
-    """Twice the Mann-Whitney U of one class (an exact integer), and its positive and negative counts.
-
-    ``2U = sum over positives of (2 * #negatives scored below + #negatives scored equal)``. Both groups are sorted and
-    the smaller one is searched in the larger one: O(N log N).
-    """
-    positives = np.sort(scores[is_positive])
-    negatives = np.sort(scores[~is_positive])
-    m, n = positives.size, negatives.size
-    if m == 0 or n == 0:
-        return 0, m, n
-    # Binary search of the smaller sorted group in the larger one (sorted queries are cache-friendly).
-    if m <= n:
-        below = np.searchsorted(negatives, positives, side="left")
-        below_or_equal = np.searchsorted(negatives, positives, side="right")
-        two_u = int(below.sum(dtype=np.int64)) + int(below_or_equal.sum(dtype=np.int64))
-    else:
-        below = np.searchsorted(positives, negatives, side="left")
-        below_or_equal = np.searchsorted(positives, negatives, side="right")
-        # each negative contributes 2 * #positives above it + #positives equal to it = 2m - below - below_or_equal
-        two_u = 2 * m * n - int(below.sum(dtype=np.int64)) - int(below_or_equal.sum(dtype=np.int64))
-    return two_u, m, n
-
-
-def _auc_from_counts(two_u: int, m: int, n: int) -> float:
-    # Python's int / int is correctly rounded, so the AUC is the exact fraction rounded once.
-    return two_u / (2 * m * n) if m and n else math.nan
-
-
-def _per_class_auc(labels: np.ndarray, scores: np.ndarray) -> np.ndarray:
-    """AUC per column of validated ``(N, C)`` arrays; NaN where a column has a single class."""
-    labels_t = np.ascontiguousarray(labels.T)
-    scores_t = np.ascontiguousarray(scores.T)
-    return np.array([_auc_from_counts(*_two_u_statistic(y, s)) for y, s in zip(labels_t, scores_t)], dtype=np.float64)
-
-
-def _micro_auc(labels: np.ndarray, scores: np.ndarray) -> float:
-    return _auc_from_counts(*_two_u_statistic(labels.ravel(), scores.ravel()))
+# ------------------------------------------------------------------------------------------------- per-class AUC
 
 
 def roc_auc_per_class(references, prediction_scores) -> np.ndarray:
@@ -224,75 +206,7 @@ def roc_auc_per_class(references, prediction_scores) -> np.ndarray:
         ValueError: as :func:`validate_inputs`.
     """
     labels, scores = validate_inputs(references, prediction_scores)
-    return _per_class_auc(labels, scores)
-
-
-# ----------------------------------------------------------------------------------------------------- DeLong
-
-
-def _placement_values(is_positive: np.ndarray, scores: np.ndarray) -> np.ndarray:
-    """Placement value of every case, row by row, in the input order (Sun & Xu 2014).
-
-    Args:
-        is_positive: bool ``(R, L)``: R problems (classes) of L cases each.
-        scores: ``(R, L)`` scores.
-
-    Returns:
-        float64 ``(R, L)``. A positive's placement is the share of its row's negatives scored below it, a negative's
-        the share of its row's positives scored above it, ties counting one half: ``(midrank among all - midrank
-        among its own group) / size of the other group`` (one minus that for a negative). The mean over a row's
-        positives, and the mean over its negatives, both equal the row's AUC. A row without positives or without
-        negatives gets meaningless values.
-
-    One sort per row, then O(L) work on the tie groups of the sorted rows, all rows at once.
-    """
-    num_rows, length = scores.shape
-    order = np.argsort(scores, axis=1)
-    sorted_scores = np.take_along_axis(scores, order, axis=1).ravel()
-    sorted_positive = np.take_along_axis(is_positive, order, axis=1).ravel()
-    total = sorted_scores.size
-    # tie groups: runs of equal scores within a row
-    starts_group = np.empty(total, dtype=bool)
-    starts_group[0] = True
-    np.not_equal(sorted_scores[1:], sorted_scores[:-1], out=starts_group[1:])
-    starts_group[::length] = True
-    group_of_entry = np.cumsum(starts_group) - 1
-    group_start = np.flatnonzero(starts_group)
-    group_size = np.diff(np.append(group_start, total))
-    positives_before = np.zeros(total + 1, dtype=np.int64)
-    np.cumsum(sorted_positive, out=positives_before[1:])
-    row_start = (group_start // length) * length
-    positives_below = positives_before[group_start] - positives_before[row_start]
-    positives_tied = positives_before[group_start + group_size] - positives_before[group_start]
-    negatives_below = (group_start - row_start) - positives_below
-    negatives_tied = group_size - positives_tied
-    num_positive = is_positive.sum(axis=1)
-    m = np.maximum(num_positive, 1)[group_start // length]
-    n = np.maximum(length - num_positive, 1)[group_start // length]
-    placement_if_positive = (negatives_below + 0.5 * negatives_tied) / n
-    placement_if_negative = (m - positives_below - 0.5 * positives_tied) / m
-    sorted_placements = np.where(
-        sorted_positive, placement_if_positive[group_of_entry], placement_if_negative[group_of_entry]
-    )
-    placements = np.empty((num_rows, length), dtype=np.float64)
-    np.put_along_axis(placements, order, sorted_placements.reshape(num_rows, length), axis=1)
-    return placements
-
-
-def _delong_influence(is_positive: np.ndarray, scores: np.ndarray, auc: np.ndarray) -> np.ndarray:
-    """Per-case influence on each row's AUC, shape ``(R, L)``: its sum of squares over a row is DeLong's variance
-    ``S10 / m + S01 / n`` (with the unbiased ``m - 1`` and ``n - 1`` denominators). Rows whose AUC is NaN get 0."""
-    m = is_positive.sum(axis=1, keepdims=True)
-    n = is_positive.shape[1] - m
-    centred = _placement_values(is_positive, scores) - auc[:, None]
-    scale = np.where(
-        is_positive,
-        1.0 / np.sqrt(np.maximum(m * (m - 1), 1)),
-        1.0 / np.sqrt(np.maximum(n * (n - 1), 1)),
-    )
-    influence = centred * scale
-    influence[np.isnan(auc)] = 0.0
-    return influence
+    return per_class_auc(labels, scores)
 
 
 def delong_influence(references, prediction_scores) -> Tuple[np.ndarray, np.ndarray]:
@@ -310,14 +224,8 @@ def delong_influence(references, prediction_scores) -> Tuple[np.ndarray, np.ndar
     Raises:
         ValueError: as :func:`validate_inputs`.
     """
-    labels, scores = validate_inputs(references, prediction_scores)
-    return _influence_matrix(labels, scores)
-
-
-def _influence_matrix(labels: np.ndarray, scores: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
-    auc = _per_class_auc(labels, scores)
-    influence_t = _delong_influence(np.ascontiguousarray(labels.T), np.ascontiguousarray(scores.T), auc)
-    return auc, influence_t.T
+    statistics = class_statistics(*validate_inputs(references, prediction_scores))
+    return statistics.auc, statistics.influence
 
 
 def delong_covariance(references, prediction_scores) -> Tuple[np.ndarray, np.ndarray]:
@@ -330,65 +238,135 @@ def delong_covariance(references, prediction_scores) -> Tuple[np.ndarray, np.nda
     return auc, influence.T @ influence
 
 
-def _micro_influence(labels: np.ndarray, scores: np.ndarray, auc: float) -> np.ndarray:
-    """Per-case influence on the micro AUC, shape ``(N,)``: entry-level DeLong influences summed over each case's
-    C entries, so that the correlation between a case's entries is kept (a cluster-robust variance)."""
-    flat_labels = labels.ravel()
-    total_positive = int(flat_labels.sum())
-    total_negative = flat_labels.size - total_positive
-    centred = _placement_values(flat_labels[None, :], scores.reshape(1, -1))[0] - auc
-    entry_influence = centred / np.where(flat_labels, total_positive, total_negative)
-    per_case = entry_influence.reshape(labels.shape).sum(axis=1)
-    num_cases = labels.shape[0]
-    return per_case * math.sqrt(num_cases / max(num_cases - 1, 1))
-
-
 # --------------------------------------------------------------------------------------------------- averaging
 
 
-def _average_weights(labels: np.ndarray, auc: np.ndarray, average: str) -> np.ndarray:
+def _warn_undefined(
+    positives: np.ndarray, num_cases: int, names: Optional[List[str]], stacklevel: int, subgroup: Optional[str] = None
+) -> None:
+    """One :data:`UndefinedAUCWarning` per class with no positive or no negative case among ``num_cases``;
+    ``stacklevel`` counts from the caller of this function."""
+    where = f" in subgroup {subgroup!r}" if subgroup is not None else ""
+    for column in np.flatnonzero((positives == 0) | (positives == num_cases)):
+        name = names[column] if names is not None else f"column {column}"
+        if num_cases == 0:
+            reason = "the subgroup has no case"
+        else:
+            only = int(positives[column] == num_cases)
+            reason = f"all {num_cases} references are {only}, with no {'negative' if only else 'positive'} case"
+        warnings.warn(
+            f"ROC AUC of class {name!r} (column {column}){where} is undefined: {reason}. It is reported as NaN and "
+            "left out of the macro and weighted averages",
+            UndefinedAUCWarning,
+            stacklevel=stacklevel + 1,
+        )
+
+
+def _average(auc: np.ndarray, positives: np.ndarray, average: str) -> Tuple[float, np.ndarray]:
+    """The macro or weighted average of the defined classes, as scikit-learn computes it, and the weights used."""
     defined = ~np.isnan(auc)
     weights = np.zeros(auc.shape, dtype=np.float64)
     if not defined.any():
-        return weights
+        return math.nan, weights
     if average == "macro":
         weights[defined] = 1.0 / defined.sum()
-    else:  # weighted: by each class's number of positive cases
-        positives = labels.sum(axis=0).astype(np.float64)
-        weights[defined] = positives[defined] / positives[defined].sum()
-    return weights
+        return float(np.average(auc[defined])), weights
+    weights[defined] = positives[defined] / positives[defined].sum()
+    return float(np.average(auc[defined], weights=positives[defined])), weights
 
 
-def _interval(value: float, variance: float, z: float) -> Tuple[float, float]:
-    """Wald interval on the logit scale (see the module docstring)."""
-    if math.isnan(value):
+def _average_interval(
+    value: float, weights: np.ndarray, statistics: ClassStatistics, bounds, labels: Optional[np.ndarray], average: str,
+    z: float, interval: str,
+) -> Tuple[float, float]:
+    """Interval of a macro or weighted average: MOVER over the per-class intervals, or, for ``interval="delong"``,
+    the logit interval of ``w' S w`` (plus the prevalence weights' own variability for "weighted")."""
+    defined = weights > 0
+    if not defined.any():
         return math.nan, math.nan
-    if value <= 0.0 or value >= 1.0:
-        return value, value
-    logit = math.log(value / (1.0 - value))
-    half_width = z * math.sqrt(max(variance, 0.0)) / (value * (1.0 - value))
-    return _expit(logit - half_width), _expit(logit + half_width)
-
-
-def _expit(x: float) -> float:
-    if x >= 0:
-        return 1.0 / (1.0 + math.exp(-x))
-    exp_x = math.exp(x)
-    return exp_x / (1.0 + exp_x)
-
-
-def _warn_undefined(labels: np.ndarray, auc: np.ndarray, names: Optional[List[str]]) -> None:
-    num_cases = labels.shape[0]
-    for column in np.flatnonzero(np.isnan(auc)):
-        name = names[column] if names is not None else f"column {column}"
-        which = "positive" if labels[:, column].any() else "negative"
-        warnings.warn(
-            f"ROC AUC of class {name!r} (column {column}) is undefined: all {num_cases} references are "
-            f"{1 if which == 'positive' else 0}, with no {'negative' if which == 'positive' else 'positive'} case. "
-            "It is reported as NaN and left out of the macro and weighted averages",
-            UndefinedAUCWarning,
-            stacklevel=3,
+    influence = statistics.influence[:, defined]
+    if interval != "delong":
+        correlation = correlation_from_covariance(influence.T @ influence)
+        low, high = bounds
+        return mover_interval(
+            value, weights[defined], statistics.auc[defined], low[defined], high[defined], correlation
         )
+    case_influence = influence @ weights[defined]
+    if average == "weighted":
+        # the weights are prevalences estimated on the same cases: add their influence (delta method)
+        positives = labels[:, defined].sum(axis=0)
+        prevalence_influence = (labels[:, defined] - positives / labels.shape[0]) / positives.sum()
+        case_influence = case_influence + prevalence_influence @ (statistics.auc[defined] - value)
+    low, high = logit_interval(np.array([value]), np.array([case_influence @ case_influence]), z)
+    return float(low[0]), float(high[0])
+
+
+def _report(
+    labels: np.ndarray,
+    scores: np.ndarray,
+    *,
+    average: Optional[str],
+    label_names: Optional[List[str]],
+    confidence_level: Optional[float],
+    interval: str,
+) -> Dict[str, MetricValue]:
+    """:func:`multilabel_roc_auc` for inputs already checked by :func:`validate_inputs` and :func:`check_options`."""
+    names = label_names
+    want_interval = confidence_level is not None
+    if want_interval:
+        statistics = class_statistics(labels, scores)
+        auc = statistics.auc
+    else:
+        statistics, auc = None, per_class_auc(labels, scores)
+    _warn_undefined(labels.sum(axis=0), labels.shape[0], names, stacklevel=3)
+    result: Dict[str, MetricValue] = {}
+
+    if want_interval:
+        z = z_value(confidence_level)
+        low, high, _ = class_intervals(
+            auc, statistics.positives, statistics.negatives, statistics.variance, z, interval
+        )
+
+    if average is None:
+        result["roc_auc"] = [float(value) for value in auc]
+        if want_interval:
+            result["roc_auc_ci_low"] = [float(value) for value in low]
+            result["roc_auc_ci_high"] = [float(value) for value in high]
+            result["roc_auc_positives"] = [int(count) for count in statistics.positives]
+    elif average == "micro":
+        if want_interval:
+            value, m, n, micro_variance = micro_statistics(labels, scores)
+        else:
+            value = pooled_auc(labels, scores)
+        if math.isnan(value):
+            warnings.warn(
+                f"ROC AUC (micro average) is undefined: every reference is {int(labels.flat[0])}. It is reported as NaN",
+                UndefinedAUCWarning,
+                stacklevel=3,
+            )
+        result["roc_auc"] = value
+        if want_interval:
+            micro_low, micro_high, _ = class_intervals(
+                np.array([value]), np.array([m]), np.array([n]), np.array([micro_variance]), z, interval
+            )
+            result["roc_auc_ci_low"], result["roc_auc_ci_high"] = float(micro_low[0]), float(micro_high[0])
+    else:
+        positives = labels.sum(axis=0).astype(np.int64)
+        value, weights = _average(auc, positives, average)
+        result["roc_auc"] = value
+        if want_interval:
+            result["roc_auc_ci_low"], result["roc_auc_ci_high"] = _average_interval(
+                value, weights, statistics, (low, high), labels, average, z, interval
+            )
+
+    if names is not None:
+        for column, name in enumerate(names):
+            result[f"roc_auc_{name}"] = float(auc[column])
+            if want_interval:
+                result[f"roc_auc_{name}_ci_low"] = float(low[column])
+                result[f"roc_auc_{name}_ci_high"] = float(high[column])
+                result[f"roc_auc_{name}_positives"] = int(statistics.positives[column])
+    return result
 
 
 def multilabel_roc_auc(
@@ -398,104 +376,155 @@ def multilabel_roc_auc(
     average: Optional[str] = "macro",
     label_names: Optional[Sequence[str]] = None,
     confidence_level: Optional[float] = None,
+    interval: str = "auto",
 ) -> Dict[str, MetricValue]:
-    """Multi-label ROC AUC, per class and averaged, with optional DeLong confidence intervals.
+    """Multi-label ROC AUC, per class and averaged, with optional confidence intervals and positive counts.
 
     Args:
         references: ``(N, C)`` array-like of 0/1: ``references[i, c]`` is 1 when case i has class c.
-        prediction_scores: ``(N, C)`` array-like of finite real scores (sigmoid probabilities, logits, ...). Only the
-            order of the scores within a column matters.
+        prediction_scores: ``(N, C)`` array-like of finite real scores (sigmoid probabilities, logits, integers, ...).
+            Only the order of the scores within a column matters.
         average: ``"macro"`` (mean over classes), ``"weighted"`` (weighted by each class's number of positives),
             ``"micro"`` (all entries pooled into one binary problem) or ``None`` (a list with one AUC per class).
         label_names: C names, one per column. Adds a key ``roc_auc_<name>`` per class.
         confidence_level: e.g. 0.95. Adds ``roc_auc_ci_low`` and ``roc_auc_ci_high`` for the requested average (lists
-            when ``average`` is None) and, with ``label_names``, ``roc_auc_<name>_ci_low``/``_ci_high`` per class.
+            when ``average`` is None, with ``roc_auc_positives``, the list of positive counts) and, with
+            ``label_names``, ``roc_auc_<name>_ci_low``/``_ci_high`` and ``roc_auc_<name>_positives`` per class.
+        interval: ``"auto"`` (default), ``"delong"`` or ``"score"``: how intervals are computed (``intervals.py``).
 
     Returns:
-        A dict of plain Python floats (and lists of floats for ``average=None``): ``"roc_auc"`` first, then the
-        interval, then the per-class keys. A class whose references are all 0 or all 1 is ``nan`` per class, is left
-        out of the macro and weighted averages, and raises an :class:`UndefinedAUCWarning` naming it.
+        A dict of plain Python floats (ints for the positive counts; lists for ``average=None``): ``"roc_auc"`` first,
+        then the interval, then the per-class keys. A class whose references are all 0 or all 1 is ``nan`` per class,
+        is left out of the macro and weighted averages, and raises an :data:`UndefinedAUCWarning` naming it.
 
     Raises:
-        ValueError: for inputs rejected by :func:`validate_inputs`, an unknown ``average``, ``label_names`` of the
-            wrong length, non-string or repeated, or a ``confidence_level`` outside (0, 1).
+        ValueError: for inputs rejected by :func:`validate_inputs`, an unknown ``average`` or ``interval``,
+            ``label_names`` of the wrong length, non-string or repeated, or a ``confidence_level`` outside (0, 1).
     """
     labels, scores = validate_inputs(references, prediction_scores)
-    names = check_options(labels.shape[1], average, label_names, confidence_level)
-    return roc_auc_report(labels, scores, average=average, label_names=names, confidence_level=confidence_level)
+    names = check_options(labels.shape[1], average, label_names, confidence_level, interval)
+    return _report(
+        labels, scores, average=average, label_names=names, confidence_level=confidence_level, interval=interval
+    )
 
 
-def roc_auc_report(
-    labels: np.ndarray,
-    scores: np.ndarray,
+def _check_summary_options(num_classes: int, label_names, confidence_level, interval) -> List[str]:
+    if confidence_level is None:
+        raise ValueError("confidence_level must be a number in (0, 1), such as 0.95; got None")
+    names = check_options(num_classes, "macro", label_names, confidence_level, interval)
+    return names if names is not None else [str(column) for column in range(num_classes)]
+
+
+def _summary(statistics: ClassStatistics, names: List[str], confidence_level: float, interval: str) -> Dict[str, Any]:
+    """The nested report of :func:`roc_auc_summary` from one set of class statistics."""
+    z = z_value(confidence_level)
+    low, high, uses_score = class_intervals(
+        statistics.auc, statistics.positives, statistics.negatives, statistics.variance, z, interval
+    )
+    value, weights = _average(statistics.auc, statistics.positives, "macro")
+    macro_low, macro_high = _average_interval(value, weights, statistics, (low, high), None, "macro", z, interval)
+    per_class = {}
+    for column, name in enumerate(names):
+        defined = not math.isnan(statistics.auc[column])
+        per_class[name] = {
+            "value": float(statistics.auc[column]),
+            "ci_low": float(low[column]),
+            "ci_high": float(high[column]),
+            "positives": int(statistics.positives[column]),
+            "negatives": int(statistics.negatives[column]),
+            "interval": ("score" if uses_score[column] else "delong") if defined else None,
+        }
+    return {
+        "num_cases": int(statistics.positives[0] + statistics.negatives[0]),
+        "confidence_level": float(confidence_level),
+        "interval": interval,
+        "macro": {"value": value, "ci_low": macro_low, "ci_high": macro_high, "classes": int((weights > 0).sum())},
+        "per_class": per_class,
+    }
+
+
+def roc_auc_summary(
+    references,
+    prediction_scores,
     *,
-    average: Optional[str],
-    label_names: Optional[List[str]],
-    confidence_level: Optional[float],
-) -> Dict[str, MetricValue]:
-    """:func:`multilabel_roc_auc` for inputs already checked: ``labels`` and ``scores`` as returned by
-    :func:`validate_inputs`, the options as accepted by :func:`check_options`. Nothing is checked again."""
-    names = label_names
-    want_interval = confidence_level is not None
+    label_names: Optional[Sequence[str]] = None,
+    confidence_level: float = 0.95,
+    interval: str = "auto",
+) -> Dict[str, Any]:
+    """Per-class and macro ROC AUC with intervals and counts, as a nested dict ready for a JSON report.
 
-    if want_interval and (average in ("macro", "weighted", None) or names is not None):
-        auc, influence = _influence_matrix(labels, scores)
-    else:
-        auc, influence = _per_class_auc(labels, scores), None
-    _warn_undefined(labels, auc, names)
+    Args:
+        references: ``(N, C)`` array-like of 0/1.
+        prediction_scores: ``(N, C)`` array-like of finite real scores.
+        label_names: C names; default ``"0"``, ``"1"``, ... (column numbers).
+        confidence_level: the level of every interval, in (0, 1).
+        interval: ``"auto"`` (default), ``"delong"`` or ``"score"`` (see ``intervals.py``).
 
-    z = NormalDist().inv_cdf(0.5 + float(confidence_level) / 2.0) if want_interval else math.nan
-    per_class_variance = (influence**2).sum(axis=0) if influence is not None else None
-    result: Dict[str, MetricValue] = {}
+    Returns:
+        ``{"num_cases": N, "confidence_level": 0.95, "interval": "auto",
+        "macro": {"value", "ci_low", "ci_high", "classes"},
+        "per_class": {name: {"value", "ci_low", "ci_high", "positives", "negatives", "interval"}, ...}}``, in column
+        order, with plain Python floats and ints. ``"classes"`` is the number of classes in the macro mean;
+        ``"interval"`` per class is ``"delong"`` or ``"score"``, the method its interval came from (``None`` for an
+        undefined class, whose value and bounds are NaN and which is left out of the macro mean with an
+        :data:`UndefinedAUCWarning`). ``macro`` is NaN when no class is defined.
 
-    if average is None:
-        result["roc_auc"] = [float(value) for value in auc]
-        if want_interval:
-            bounds = [_interval(float(a), float(v), z) for a, v in zip(auc, per_class_variance)]
-            result["roc_auc_ci_low"] = [low for low, _ in bounds]
-            result["roc_auc_ci_high"] = [high for _, high in bounds]
-    elif average == "micro":
-        value = _micro_auc(labels, scores)
-        if math.isnan(value):
-            warnings.warn(
-                "micro-averaged ROC AUC is undefined: every reference is "
-                f"{int(labels.flat[0])}. It is reported as NaN",
-                UndefinedAUCWarning,
-                stacklevel=2,
+    Raises:
+        ValueError: as :func:`multilabel_roc_auc`, and for a ``confidence_level`` of None.
+    """
+    labels, scores = validate_inputs(references, prediction_scores)
+    names = _check_summary_options(labels.shape[1], label_names, confidence_level, interval)
+    statistics = class_statistics(labels, scores)
+    _warn_undefined(statistics.positives, labels.shape[0], names, stacklevel=2)
+    return _summary(statistics, names, confidence_level, interval)
+
+
+def roc_auc_by_subgroup(
+    references,
+    prediction_scores,
+    subgroups: Mapping[str, Any],
+    *,
+    label_names: Optional[Sequence[str]] = None,
+    confidence_level: float = 0.95,
+    interval: str = "auto",
+) -> Dict[str, Dict[str, Any]]:
+    """:func:`roc_auc_summary` of each subgroup of the cases (sex, age band, view position, ...), from one sort.
+
+    Each class is sorted once; a subgroup's cases are a subsequence of that order, so a subgroup costs O(N) instead
+    of a sort of its own. The result is the same as ``roc_auc_summary(references[mask], prediction_scores[mask])``
+    for each mask.
+
+    Args:
+        references: ``(N, C)`` array-like of 0/1.
+        prediction_scores: ``(N, C)`` array-like of finite real scores.
+        subgroups: subgroup name → bool array-like ``(N,)``, True for the cases in the subgroup. Subgroups may overlap
+            and need not cover every case.
+        label_names, confidence_level, interval: as :func:`roc_auc_summary`.
+
+    Returns:
+        subgroup name → the :func:`roc_auc_summary` dict of that subgroup, in the order of ``subgroups``. A class
+        without positives (or without negatives) in a subgroup is NaN there, left out of that subgroup's macro mean,
+        and named in an :data:`UndefinedAUCWarning` that names the subgroup. An empty subgroup has ``num_cases`` 0
+        and NaN everywhere.
+
+    Raises:
+        ValueError: as :func:`roc_auc_summary`, and for a mask that is not N booleans (naming the subgroup).
+    """
+    labels, scores = validate_inputs(references, prediction_scores)
+    names = _check_summary_options(labels.shape[1], label_names, confidence_level, interval)
+    masks = {}
+    for subgroup, mask in subgroups.items():
+        mask = np.asarray(mask)
+        if mask.dtype != bool or mask.shape != (labels.shape[0],):
+            raise ValueError(
+                f"subgroup {subgroup!r} must be a bool mask of shape ({labels.shape[0]},), one entry per case; got "
+                f"dtype {mask.dtype} and shape {mask.shape}"
             )
-        result["roc_auc"] = value
-        if want_interval:
-            variance = math.nan
-            if not math.isnan(value):
-                case_influence = _micro_influence(labels, scores, value)
-                variance = float(case_influence @ case_influence)
-            result["roc_auc_ci_low"], result["roc_auc_ci_high"] = _interval(value, variance, z)
-    else:
-        weights = _average_weights(labels, auc, average)
-        defined = weights > 0
-        if not defined.any():
-            value = math.nan
-        elif average == "macro":
-            value = float(np.mean(auc[defined]))
-        else:
-            value = float(np.dot(weights[defined], auc[defined]))
-        result["roc_auc"] = value
-        if want_interval:
-            case_influence = influence @ weights
-            if average == "weighted" and defined.any():
-                # the weights are prevalences estimated on the same cases: add their influence (delta method)
-                positives = labels[:, defined].sum(axis=0)
-                prevalence_influence = (labels[:, defined] - positives / labels.shape[0]) / positives.sum()
-                case_influence = case_influence + prevalence_influence @ (auc[defined] - value)
-            result["roc_auc_ci_low"], result["roc_auc_ci_high"] = _interval(
-                value, float(case_influence @ case_influence), z
-            )
-
-    if names is not None:
-        for column, name in enumerate(names):
-            result[f"roc_auc_{name}"] = float(auc[column])
-            if want_interval:
-                low, high = _interval(float(auc[column]), float(per_class_variance[column]), z)
-                result[f"roc_auc_{name}_ci_low"] = low
-                result[f"roc_auc_{name}_ci_high"] = high
-    return result
+        masks[subgroup] = mask
+    sorted_classes = sort_classes(labels, scores)
+    summaries = {}
+    for subgroup, mask in masks.items():
+        statistics = class_statistics(labels, scores, subgroup=mask, sorted_classes=sorted_classes)
+        _warn_undefined(statistics.positives, int(mask.sum()), names, stacklevel=2, subgroup=subgroup)
+        summaries[subgroup] = _summary(statistics, names, confidence_level, interval)
+    return summaries
