@@ -204,7 +204,7 @@ def localize(model, image_processor, split: datasets.Dataset, output_dir: Path, 
     """Heatmaps for the boxed findings of every boxed image of ``split``, scored; ``None`` if it has no boxes.
 
     Writes ``heatmaps.npz`` (with ``write_heatmaps``), ``localization.json`` and ``localization.png`` into
-    ``output_dir``, each atomically, and returns the content of ``localization.json``. The attention methods switch
+    ``output_dir`` (created if needed), each atomically, and returns the content of ``localization.json``. The attention methods switch
     ``model`` to eager attention (see ``training/heatmaps.py``).
 
     Raises:
@@ -226,6 +226,7 @@ def localize(model, image_processor, split: datasets.Dataset, output_dir: Path, 
     tally, baseline = LocalizationTally(), LocalizationTally()
     rng = np.random.default_rng(seed)
     overlays: List[Overlay] = []
+    output_dir.mkdir(parents=True, exist_ok=True)
     heatmaps_path = output_dir / HEATMAPS_FILE
     logger.info("%s heatmaps for %d images with boxes", method, len(boxed))
     with _heatmap_archive(heatmaps_path if write_heatmaps else None) as archive:
