@@ -204,8 +204,8 @@ def localize(model, image_processor, split: datasets.Dataset, output_dir: Path, 
     """Heatmaps for the boxed findings of every boxed image of ``split``, scored; ``None`` if it has no boxes.
 
     Writes ``heatmaps.npz`` (with ``write_heatmaps``), ``localization.json`` and ``localization.png`` into
-    ``output_dir`` (created if needed), each atomically, and returns the content of ``localization.json``. The attention methods switch
-    ``model`` to eager attention (see ``training/heatmaps.py``).
+    ``output_dir`` (created if needed), each atomically, and returns the content of ``localization.json``. The
+    attention methods switch ``model`` to eager attention (see ``training/heatmaps.py``).
 
     Raises:
         ValueError: if a boxed finding is not a label of the model.
