@@ -90,7 +90,7 @@ def test_default_config_values_are_what_vit_base_needs_to_fit(default_config):
 
 def test_optimum_graphcore_loads_the_default_config():
     if importlib.util.find_spec("optimum") is None or importlib.util.find_spec("optimum.graphcore") is None:
-        pytest.skip("optimum-graphcore is not installed (the optional `ipu` extra; it needs Graphcore's Poplar SDK)")
+        pytest.skip("optimum-graphcore is not installed here: it has its own environment (make ipu-env; make test-ipu)")
     try:
         import optimum.graphcore  # noqa: F401
     except ImportError as error:

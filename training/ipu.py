@@ -81,8 +81,8 @@ TUTORIAL_DATALOADER_WORKERS = 8
 _INSTALL_HINT = (
     "Training on IPUs needs optimum-graphcore 0.7.1 and poptorch. Install Graphcore's Poplar SDK, enable it "
     "(source <sdk>/enable), pip install the poptorch wheel that ships with the SDK, then "
-    "`pip install optimum-graphcore==0.7.1` (or this project's `ipu` extra) in that environment. "
-    "optimum-graphcore pins transformers 4.29, so use a separate virtual environment from the GPU/CPU recipe. "
+    "`pip install optimum-graphcore==0.7.1` in that environment. optimum-graphcore pins transformers 4.29, so use "
+    "a virtual environment of its own, as `make ipu-env` builds from requirements-ipu.txt (see README, On IPUs). "
     "Leave out --ipu_config_name to train with transformers' Trainer instead."
 )
 
@@ -204,16 +204,16 @@ def check_device_steps(trainer: Any, split_sizes: Mapping[str, int]) -> None:
     uneven = {split: size for split, size in scored.items() if size % inference_step}
     if not uneven:
         return
+    batch, iterations = args.per_device_eval_batch_size, ipu_config.inference_device_iterations
     replicas = ipu_config.inference_replication_factor
     sizes = ", ".join(f"{split} {size:,}" for split, size in scored.items())
     split, size = next(iter(uneven.items()))
     raise ValueError(
         f"the {split} split has {size:,} images, not a whole number of inference steps on the IPUs: "
-        f"--per_device_eval_batch_size {args.per_device_eval_batch_size} x inference_device_iterations "
-        f"{ipu_config.inference_device_iterations} x inference_replication_factor {replicas} = {inference_step:,} "
-        f"images per step, which leaves {size % inference_step:,} over; the last step would drop them or score "
-        f"repeated images. Choose sizes whose product divides every scored split ({sizes}): "
-        f"{_inference_step_advice(scored, args.per_device_eval_batch_size, ipu_config.inference_device_iterations, replicas)}"
+        f"--per_device_eval_batch_size {batch} x inference_device_iterations {iterations} x "
+        f"inference_replication_factor {replicas} = {inference_step:,} images per step, which leaves "
+        f"{size % inference_step:,} over; the last step would drop them or score repeated images. Choose sizes whose "
+        f"product divides every scored split ({sizes}): {_inference_step_advice(scored, batch, iterations, replicas)}"
     )
 
 
@@ -226,8 +226,9 @@ def _inference_step_advice(sizes: Mapping[str, int], batch_size: int, iterations
     if fitting:
         per_replica = fitting[-1] // replicas
         batch = batch_size if per_replica % batch_size == 0 else 1
+        step = fitting[-1]
         advice.append(f"e.g. --per_device_eval_batch_size {batch} with inference_device_iterations="
-                      f"{per_replica // batch} in --ipu_config_overrides ({fitting[-1]:,} images per step)")
+                      f"{per_replica // batch} in --ipu_config_overrides ({step:,} image{'s' * (step > 1)} per step)")
     else:
         advice.append(f"no step that is a multiple of the {replicas} inference replicas does; lower "
                       "inference_replication_factor in --ipu_config_overrides")
@@ -262,7 +263,7 @@ def _optimizer_text(args: Any) -> str:
     moment = "fp32" if args.fp32 else "fp16"
     if args.lamb or args.lamb_no_bias_correction:
         correction = "without" if args.lamb_no_bias_correction else "with"
-        name = f"poptorch LAMB ({correction} bias correction, no LAMB update of biases"
+        name = f"poptorch LAMB ({correction} bias correction, biases without the trust ratio"
     else:
         name = (f"poptorch AdamW (betas ({args.adam_beta1:g}, {args.adam_beta2:g}), eps {args.adam_epsilon:g}, "
                 "without bias correction")

@@ -117,7 +117,8 @@ def test_the_recipe_runs_to_the_device_boundary(exported, tmp_path, recipe_train
     # optimum-graphcore's pipelined ViT: three encoder layers per IPU, halved to fp16.
     model = trainer.model
     assert type(model).__name__ == "PipelinedViTForImageClassification"
-    assert [poptorch.block_of(layer).ipu_id for layer in model.vit.encoder.layer] == [0] * 3 + [1] * 3 + [2] * 3 + [3] * 3
+    stages = [poptorch.block_of(layer).ipu_id for layer in model.vit.encoder.layer]
+    assert stages == [0, 0, 0, 1, 1, 1, 2, 2, 2, 3, 3, 3]
     assert poptorch.block_of(model.vit.embeddings) == poptorch.Block("Embedding", 0)
     assert poptorch.block_of(model.classifier) == poptorch.Block("Classifier", 3)
     assert model.config.problem_type == "multi_label_classification" and model.config.num_labels == NUM_LABELS
