@@ -16,9 +16,9 @@ import json
 import math
 import os
 import typing
-from dataclasses import dataclass, field, fields
+from dataclasses import MISSING, dataclass, field, fields, make_dataclass
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from transformers import HfArgumentParser
 
@@ -29,6 +29,10 @@ BUILDER_DATASET = DATASET_NAME
 """``--dataset_name`` value that selects the project's builder (a raw NIH release in ``--data_dir``)."""
 
 CLASS_WEIGHTINGS = ("none", "balanced")
+
+OLDER_SPELLINGS = {"eval_strategy": "evaluation_strategy"}
+"""``TrainingArguments`` fields that transformers 4.x, and so optimum-graphcore's ``IPUTrainingArguments``, spell the
+old way. Recipe defaults, JSON keys and flags in the new spelling are respelled for a class that only has the old."""
 
 NUMBER_RULES: List[Tuple[str, Callable[[Any], bool], str]] = [
     # (argument, test of its value, what the test asks for); an unset (None) optional argument is not tested.
@@ -371,7 +375,13 @@ def hardware_defaults() -> Dict[str, Any]:
 
 
 def precision(training_args: Any) -> str:
-    """``"bf16"``, ``"fp16"`` or ``"fp32"``: the mixed precision ``training_args`` ask for."""
+    """``"bf16"``, ``"fp16"`` or ``"fp32"``: the mixed precision ``training_args`` ask for.
+
+    optimum-graphcore's ``IPUTrainingArguments`` have no ``bf16``/``fp16``: ``IPUTrainer`` halves the whole model to
+    fp16 unless ``--fp32`` is given.
+    """
+    if hasattr(training_args, "fp32") and not hasattr(training_args, "fp16"):
+        return "fp32" if training_args.fp32 else "fp16"
     return "bf16" if training_args.bf16 else "fp16" if training_args.fp16 else "fp32"
 
 
@@ -391,27 +401,40 @@ def ipu_config_name_from_argv(argv: Sequence[str]) -> Optional[str]:
 
 
 def parse_arguments(
-    argv: Sequence[str], training_arguments_class: type
+    argv: Sequence[str], training_arguments_class: type, defaults: Optional[Mapping[str, Any]] = None
 ) -> Tuple[ModelArguments, DataTrainingArguments, Any]:
     """Parse flags, a ``.json`` file, or a ``.json`` file followed by overriding flags.
+
+    Args:
+        defaults: parser defaults that replace :func:`hardware_defaults` where both set a field (the IPU settings of
+            :func:`training.ipu.ipu_defaults`); a flag or JSON key still wins.
+
+    A field of :class:`ModelArguments` that ``training_arguments_class`` declares too (``IPUTrainingArguments`` has
+    ``overwrite_output_dir`` and ``ipu_config_name``) is parsed once, by that class, and copied into ``ModelArguments``.
 
     Raises:
         ValueError: for a bad or inconsistent argument (the message names it), an unreadable JSON file, or a JSON key
             that no dataclass knows.
     """
-    parser = _parser(training_arguments_class)
-    defaults = {key: value for key, value in hardware_defaults().items() if _has_field(training_arguments_class, key)}
-    argv = list(argv)
+    shared = [f.name for f in fields(ModelArguments) if _has_field(training_arguments_class, f.name)]
+    parser = _parser(training_arguments_class, shared)
+    respell = _respelling(training_arguments_class)
+    defaults = {respell(key): value for key, value in {**hardware_defaults(), **(defaults or {})}.items()}
+    defaults = {key: value for key, value in defaults.items() if _has_field(training_arguments_class, key)}
+    argv = [_respelled_flag(item, respell) for item in argv]
     if argv and argv[0].endswith(".json"):
-        from_file = _read_json_arguments(Path(argv[0]))
+        from_file = {respell(key): value for key, value in _read_json_arguments(Path(argv[0])).items()}
         known = {f.name for dtype in parser.dataclass_types for f in fields(dtype)}
         unknown = sorted(set(from_file) - known)
         if unknown:
             raise ValueError(f"{argv[0]}: unknown argument(s) {', '.join(unknown)}")
         defaults.update(_checked_json_types(from_file, parser.dataclass_types, argv[0]))
-        argv = argv[1:]
+        argv = argv[1:] + _required_flags(from_file, parser.dataclass_types, argv[1:])
     parser.set_defaults(**defaults)
     model_args, data_args, training_args = parser.parse_args_into_dataclasses(args=argv, look_for_args_file=False)
+    if shared:
+        model_args = ModelArguments(**{f.name: getattr(model_args, f.name) for f in fields(model_args)},
+                                    **{name: getattr(training_args, name) for name in shared})
     check_numbers(model_args, data_args, training_args)
     check_output_dir(training_args.output_dir)
     return model_args, data_args, training_args
@@ -456,8 +479,42 @@ def check_numbers(*argument_objects: Any) -> None:
         )
 
 
-def _parser(training_arguments_class: type) -> "RecipeArgumentParser":
-    return RecipeArgumentParser((ModelArguments, DataTrainingArguments, training_arguments_class))
+def _parser(training_arguments_class: type, shared: Sequence[str] = ()) -> "RecipeArgumentParser":
+    model_arguments = _without_fields(ModelArguments, shared) if shared else ModelArguments
+    return RecipeArgumentParser((model_arguments, DataTrainingArguments, training_arguments_class))
+
+
+def _without_fields(dtype: type, names: Sequence[str]) -> type:
+    """A copy of dataclass ``dtype`` without the fields ``names`` and without its checks (``__post_init__``); the
+    parsed values go back into ``dtype`` itself, which checks them."""
+    hints = typing.get_type_hints(dtype)
+    kept = [(f.name, hints[f.name], field(default=f.default, default_factory=f.default_factory, metadata=f.metadata))
+            for f in fields(dtype) if f.name not in names]
+    return make_dataclass(dtype.__name__, kept)
+
+
+def _required_flags(from_file: Dict[str, Any], dataclass_types: Sequence[type], argv: Sequence[str]) -> List[str]:
+    """Flags for the JSON file's values of fields without a default, which argparse requires on the command line
+    whatever the parser's defaults (``IPUTrainingArguments.output_dir``); a flag in ``argv`` still wins."""
+    required = [f.name for dtype in dataclass_types for f in fields(dtype)
+                if f.default is MISSING and f.default_factory is MISSING and f.name in from_file]
+    given = {item[2:].partition("=")[0] for item in argv if item.startswith("--")}
+    return [item for name in required if name not in given for item in (f"--{name}", str(from_file[name]))]
+
+
+def _respelling(training_arguments_class: type) -> Callable[[str], str]:
+    """Map a field name to the spelling ``training_arguments_class`` has (:data:`OLDER_SPELLINGS`)."""
+    older = {new: old for new, old in OLDER_SPELLINGS.items()
+             if not _has_field(training_arguments_class, new) and _has_field(training_arguments_class, old)}
+    return lambda name: older.get(name, name)
+
+
+def _respelled_flag(item: str, respell: Callable[[str], str]) -> str:
+    """``--eval_strategy`` (or ``--eval_strategy=epoch``) in the spelling of the parser's training arguments."""
+    if not item.startswith("--"):
+        return item
+    name, sep, value = item[2:].partition("=")
+    return f"--{respell(name)}{sep}{value}"
 
 
 def _checked_json_types(values: Dict[str, Any], dataclass_types: Sequence[type], source: str) -> Dict[str, Any]:

@@ -15,6 +15,10 @@ from training.arguments import ModelArguments, parse_config_overrides
 
 logger = logging.getLogger(__name__)
 
+ATTENTION_CHOICE_SINCE = "4.36"
+"""The transformers release whose models first take ``attn_implementation=``. The IPU environment's 4.29 has one
+attention (eager), so ``--attn_implementation`` is not passed there."""
+
 
 def label_settings() -> Dict[str, Any]:
     """Config settings shared by every model of the recipe: the multi-label head over the 14 findings."""
@@ -83,9 +87,12 @@ def build_image_processor(model_args: ModelArguments, config):
         raise ValueError(
             f"--model_type {model_args.model_type} has no integer image_size in its config: give --image_processor_name"
         )
-    from transformers.models.vit.image_processing_pil_vit import ViTImageProcessorPil
+    try:
+        from transformers.models.vit.image_processing_pil_vit import ViTImageProcessorPil as ViTImageProcessor
+    except ImportError:  # transformers 4.x (the IPU environment): one ViT image processor, on PIL and NumPy
+        from transformers import ViTImageProcessor
 
-    return ViTImageProcessorPil(size={"height": image_size, "width": image_size})
+    return ViTImageProcessor(size={"height": image_size, "width": image_size})
 
 
 def build_model(model_args: ModelArguments, config):
@@ -96,8 +103,9 @@ def build_model(model_args: ModelArguments, config):
     """
     from transformers import AutoModelForImageClassification
 
+    attention = _attention_kwargs(model_args)
     if model_args.model_name_or_path is None:
-        return AutoModelForImageClassification.from_config(config, attn_implementation=model_args.attn_implementation)
+        return AutoModelForImageClassification.from_config(config, **attention)
     try:
         return AutoModelForImageClassification.from_pretrained(
             model_args.model_name_or_path,
@@ -106,7 +114,7 @@ def build_model(model_args: ModelArguments, config):
             cache_dir=model_args.cache_dir,
             ignore_mismatched_sizes=model_args.ignore_mismatched_sizes,
             use_safetensors=True,
-            attn_implementation=model_args.attn_implementation,
+            **attention,
         )
     except OSError as error:  # e.g. a checkpoint without model.safetensors
         raise ValueError(f"--model_name_or_path {model_args.model_name_or_path!r}: {_first_line(error)}") from None
@@ -117,6 +125,18 @@ def build_model(model_args: ModelArguments, config):
                 "image-classification head in transformers"
             ) from None
         raise
+
+
+def _attention_kwargs(model_args: ModelArguments) -> Dict[str, Any]:
+    """``{"attn_implementation": ...}`` where this transformers takes it; ``{}`` (with a note) where it doesn't."""
+    import transformers
+    from packaging.version import Version
+
+    if Version(transformers.__version__) >= Version(ATTENTION_CHOICE_SINCE):
+        return {"attn_implementation": model_args.attn_implementation}
+    logger.info("transformers %s has one attention implementation (eager); --attn_implementation %s is not used",
+                transformers.__version__, model_args.attn_implementation)
+    return {}
 
 
 def _first_line(error: BaseException) -> str:

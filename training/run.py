@@ -56,7 +56,15 @@ from training.arguments import (  # noqa: E402
 from training.augment import AugmentAndNormalise, ImageGeometry  # noqa: E402
 from training.data import AugmentingCollator, collate_xrays, decode_xrays  # noqa: E402
 from training.dataset import load_chestxray14, write_sample_release  # noqa: E402
-from training.ipu import IPUUnavailableError, load_ipu_config, trainer_classes, write_ipu_config  # noqa: E402
+from training.ipu import (  # noqa: E402
+    IPUUnavailableError,
+    check_device_steps,
+    ipu_defaults,
+    ipu_hyperparameters,
+    load_ipu_config,
+    trainer_classes,
+    write_ipu_config,
+)
 from training.loss import MultiLabelBCELoss, balanced_pos_weight  # noqa: E402
 from training.metrics import MultiLabelROCAUC, logits_of, sigmoid, strip_prefix  # noqa: E402
 from training.model import build_config, build_image_processor, build_model  # noqa: E402
@@ -91,14 +99,15 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, float]:
     argv = sys.argv[1:] if argv is None else list(argv)
     ipu_config_name = ipu_config_name_from_argv(argv)
     trainer_class, training_arguments_class = trainer_classes(ipu_config_name)
-    model_args, data_args, training_args = parse_arguments(argv, training_arguments_class)
+    ipu_settings = ipu_defaults() if ipu_config_name is not None else None  # Graphcore's ViT tutorial's settings
+    model_args, data_args, training_args = parse_arguments(argv, training_arguments_class, ipu_settings)
     hub_token = _take_hub_token(training_args)
     push_to_hub, training_args.push_to_hub = training_args.push_to_hub, False  # we upload the finished folder
     _setup_logging(training_args)
     output_dir = Path(training_args.output_dir)
     checkpoint = checkpoint_to_resume(training_args, model_args.overwrite_output_dir)
     # Checked before training, so a missing login stops the run early. Only the main process pushes.
-    will_push = push_to_hub and training_args.process_index == 0
+    will_push = push_to_hub and getattr(training_args, "process_index", 0) == 0  # IPUs: one process
     repo_id = resolve_repo_id(training_args.hub_model_id, output_dir, hub_token) if will_push else None
 
     # Model config and preprocessing first: a bad --config_overrides fails before the dataset is prepared.
@@ -124,6 +133,10 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, float]:
         train_dataset=dataset["train"].with_transform(decode_xrays, columns=COLUMNS) if training_args.do_train else None,
         eval_dataset=dataset["validation"].with_transform(decode_xrays, columns=COLUMNS),
     )
+    if ipu_config_name is not None:  # a device step has a fixed size: check every split fits it before any work
+        check_device_steps(trainer, {split: len(dataset[split]) for split, used in (
+            ("train", training_args.do_train), ("validation", training_args.do_eval),
+            ("test", training_args.do_predict)) if used})
 
     # Train, evaluate, predict
     results: Dict[str, Any] = {}
@@ -149,7 +162,8 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, float]:
             model_name=repo_id or output_dir.name,
             model_args=model_args,
             data_args=data_args,
-            hyperparameters=hyperparameters(model_args, data_args, training_args, geometry),
+            hyperparameters=hyperparameters(model_args, data_args, training_args, geometry)
+            | ipu_hyperparameters(trainer),
             hardware=hardware_description(training_args, ipu_config_name),
             validation_metrics=strip_prefix(results, "eval_") or _last_validation_metrics(trainer.state.log_history),
             test_metrics=strip_prefix(results, "test_"),
@@ -161,7 +175,7 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, float]:
         trainer.save_metrics("all", results, combined=False)
         if will_push:
             push_output_dir(output_dir, repo_id, token=hub_token, private=training_args.hub_private_repo,
-                            revision=training_args.hub_revision)
+                            revision=getattr(training_args, "hub_revision", None))
     return results
 
 
@@ -208,7 +222,7 @@ def _write_published_folder(trainer, output_dir: Path, image_processor, predicti
         probabilities = sigmoid(logits_of(prediction.predictions))
         plots.update(plot_roc_curves(prediction.label_ids, probabilities, LABELS, output_dir,
                                      strip_prefix(prediction.metrics, "test_")))
-    write_ipu_config(output_dir, ipu_config_name)
+    write_ipu_config(output_dir, ipu_config_name, getattr(trainer, "ipu_config", None))  # IPUs: the one used
     return plots
 
 
@@ -235,7 +249,7 @@ def _setup_logging(training_args) -> None:
     transformers.utils.logging.set_verbosity(training_args.get_process_log_level())
     logger.info(
         "process rank %s, device %s, %s process(es), precision %s",
-        training_args.process_index, training_args.device, training_args.world_size,
+        getattr(training_args, "process_index", 0), training_args.device, getattr(training_args, "world_size", 1),
         precision(training_args),
     )
 

@@ -34,13 +34,12 @@ import torch
 from transformers import PreTrainedModel, Trainer
 from transformers.trainer import TRAINER_STATE_NAME, TRAINING_ARGS_NAME
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
-from transformers.utils import (
-    SAFE_WEIGHTS_INDEX_NAME,
-    SAFE_WEIGHTS_NAME,
-    WEIGHTS_INDEX_NAME,
-    WEIGHTS_NAME,
-    is_torch_xla_available,
-)
+from transformers.utils import SAFE_WEIGHTS_INDEX_NAME, SAFE_WEIGHTS_NAME, WEIGHTS_INDEX_NAME, WEIGHTS_NAME
+
+try:
+    from transformers.utils import is_torch_xla_available
+except ImportError:  # transformers 4.29 (the IPU environment, which uses only this module's checkpoint functions)
+    from transformers.utils import is_torch_tpu_available as is_torch_xla_available
 
 from training.augment import AugmentOnDeviceMixin
 
@@ -146,7 +145,7 @@ def checkpoint_to_resume(training_args: Any, overwrite_output_dir: bool) -> Opti
     if not training_args.do_train:
         return None
     output_dir = Path(training_args.output_dir)
-    first_on_machine = training_args.local_process_index == 0
+    first_on_machine = getattr(training_args, "local_process_index", 0) == 0  # IPUTrainingArguments: one process
     # Every process enters the barrier, whatever it finds on disk: a barrier only some processes enter hangs the run.
     with training_args.main_process_first(desc="finding the checkpoint to resume from"):
         if not output_dir.is_dir():
