@@ -53,13 +53,14 @@ from training.arguments import (  # noqa: E402
     parse_arguments,
     precision,
 )
-from training.augment import AugmentAndNormalise, ImageGeometry  # noqa: E402
+from training.augment import AugmentAndNormalise  # noqa: E402
 from training.data import AugmentingCollator, collate_xrays, decode_xrays  # noqa: E402
 from training.dataset import load_chestxray14, write_sample_release  # noqa: E402
 from training.ipu import IPUUnavailableError, load_ipu_config, trainer_classes, write_ipu_config  # noqa: E402
+from training.learning_rate import apply_base_learning_rate  # noqa: E402
 from training.loss import MultiLabelBCELoss, balanced_pos_weight  # noqa: E402
 from training.metrics import MultiLabelROCAUC, logits_of, sigmoid, strip_prefix  # noqa: E402
-from training.model import build_config, build_image_processor, build_model  # noqa: E402
+from training.model import build_config, build_image_processor, build_model, image_geometry  # noqa: E402
 from training.plots import plot_roc_curves, plot_training_curves  # noqa: E402
 from training.publish import (  # noqa: E402
     PushError,
@@ -95,6 +96,7 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, float]:
     hub_token = _take_hub_token(training_args)
     push_to_hub, training_args.push_to_hub = training_args.push_to_hub, False  # we upload the finished folder
     _setup_logging(training_args)
+    apply_base_learning_rate(model_args.base_learning_rate, training_args)  # the scaling rule, logged
     output_dir = Path(training_args.output_dir)
     checkpoint = checkpoint_to_resume(training_args, model_args.overwrite_output_dir)
     # Checked before training, so a missing login stops the run early. Only the main process pushes.
@@ -114,13 +116,14 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, float]:
     # Model (seeded first, so a model built from scratch starts from the same weights every run)
     transformers.set_seed(training_args.seed)
     model = build_model(model_args, config)
-    geometry = ImageGeometry.from_image_processor(image_processor)
+    geometry = image_geometry(image_processor)
     augment_and_normalise = AugmentAndNormalise(geometry, data_args.augmentation() if data_args.augment else None)
 
     # Trainer: the same for GPUs, CPUs and IPUs; only the classes and a few keyword names differ.
     pos_weight = _balanced_pos_weight(dataset["train"], model_args) if model_args.class_weighting == "balanced" else None
     trainer = _build_trainer(
         trainer_class, model, training_args, ipu_config_name, image_processor, pos_weight, augment_and_normalise,
+        fine_tuning={"layer_decay": model_args.layer_decay, "ema_decay": model_args.ema_decay},
         train_dataset=dataset["train"].with_transform(decode_xrays, columns=COLUMNS) if training_args.do_train else None,
         eval_dataset=dataset["validation"].with_transform(decode_xrays, columns=COLUMNS),
     )
@@ -166,13 +169,14 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, float]:
 
 
 def _build_trainer(trainer_class, model, training_args, ipu_config_name: Optional[str], image_processor,
-                   pos_weight: Optional[torch.Tensor], augment_and_normalise: AugmentAndNormalise, *, train_dataset,
-                   eval_dataset):
+                   pos_weight: Optional[torch.Tensor], augment_and_normalise: AugmentAndNormalise, *,
+                   fine_tuning: Dict[str, Any], train_dataset, eval_dataset):
     """The Trainer (or IPUTrainer) with the recipe's collator, metrics and loss.
 
     On GPUs and CPUs the loss is :class:`MultiLabelBCELoss` (with ``pos_weight`` for ``--class_weighting balanced``)
     and batches are augmented and normalised on the model's device (:class:`~training.trainer.ChestXray14Trainer`); on IPUs the model's own
-    BCE runs on the device and the collators augment and normalise on the host.
+    BCE runs on the device and the collators augment and normalise on the host. ``fine_tuning`` holds
+    ``ChestXray14Trainer``'s ``layer_decay`` and ``ema_decay`` (``None`` for off; the arguments refuse them on IPUs).
     """
     kwargs: Dict[str, Any] = {}
     if ipu_config_name is not None:
@@ -181,7 +185,7 @@ def _build_trainer(trainer_class, model, training_args, ipu_config_name: Optiona
                       eval_data_collator=AugmentingCollator(augment_and_normalise, training=False))
     else:
         kwargs.update(processing_class=image_processor, compute_loss_func=MultiLabelBCELoss(pos_weight),
-                      data_collator=collate_xrays, augment_and_normalise=augment_and_normalise)
+                      data_collator=collate_xrays, augment_and_normalise=augment_and_normalise, **fine_tuning)
     return trainer_class(
         model=model,
         args=training_args,
