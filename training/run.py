@@ -54,7 +54,7 @@ from training.arguments import (  # noqa: E402
     precision,
 )
 from training.augment import AugmentAndNormalise  # noqa: E402
-from training.data import AugmentingCollator, collate_xrays, decode_xrays  # noqa: E402
+from training.data import AugmentingCollator, collate_xrays, xray_view  # noqa: E402
 from training.dataset import load_chestxray14, write_sample_release  # noqa: E402
 from training.ipu import IPUUnavailableError, load_ipu_config, trainer_classes, write_ipu_config  # noqa: E402
 from training.learning_rate import apply_base_learning_rate  # noqa: E402
@@ -76,9 +76,6 @@ logger = logging.getLogger(__name__)
 
 CONFIDENCE_LEVEL = 0.95
 """Level of the DeLong intervals reported for the final validation and test scores."""
-
-COLUMNS = ["image", "labels"]
-"""The columns the transforms read; the others (metadata, boxes) are never decoded during training."""
 
 
 def main(argv: Optional[Sequence[str]] = None) -> Dict[str, float]:
@@ -124,8 +121,8 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, float]:
     trainer = _build_trainer(
         trainer_class, model, training_args, ipu_config_name, image_processor, pos_weight, augment_and_normalise,
         fine_tuning={"layer_decay": model_args.layer_decay, "ema_decay": model_args.ema_decay},
-        train_dataset=dataset["train"].with_transform(decode_xrays, columns=COLUMNS) if training_args.do_train else None,
-        eval_dataset=dataset["validation"].with_transform(decode_xrays, columns=COLUMNS),
+        train_dataset=xray_view(dataset["train"]) if training_args.do_train else None,
+        eval_dataset=xray_view(dataset["validation"]),
     )
 
     # Train, evaluate, predict
@@ -140,8 +137,7 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, float]:
         results.update(_report(trainer, "eval", trainer.evaluate()))
     prediction = None
     if training_args.do_predict:
-        prediction = trainer.predict(dataset["test"].with_transform(decode_xrays, columns=COLUMNS),
-                                     metric_key_prefix="test")
+        prediction = trainer.predict(xray_view(dataset["test"]), metric_key_prefix="test")
         results.update(_report(trainer, "test", prediction.metrics))
 
     # What gets published: the model folder with plots, ipu_config.json and the model card (main process only)
