@@ -12,6 +12,7 @@ Examples::
 
     torchrun --nproc_per_node 8 training/run.py ...      # several GPUs, same script
     python training/run.py training/configs/demo.json    # offline demo: synthetic release, tiny ViT, CPU
+    python training/run.py training/configs/vit-base-nih.json --data_dir /data/nih   # the published ViT-B recipe
 
 Rerunning with the same ``--output_dir`` resumes from its last complete checkpoint unless ``--overwrite_output_dir`` is
 given (one that a killed run left half-written is renamed ``incomplete-checkpoint-N-<time>`` and kept).
@@ -20,7 +21,8 @@ given (one that a killed run left half-written is renamed ``incomplete-checkpoin
 follow one run: ``arguments.py`` (the flags and their checks), ``dataset.py`` and ``data.py`` (the ``DatasetDict`` and
 its transforms), ``model.py``, ``trainer.py`` (the Trainer and its checkpoints, with ``loss.py`` and ``metrics.py``),
 then ``plots.py`` and ``publish.py`` (the card, rendered by ``model_card/``, and the upload). ``ipu.py`` matters only
-with ``--ipu_config_name``.
+with ``--ipu_config_name``; ``learning_rate.py``, ``layer_decay.py``, ``drop_path.py`` and ``ema.py`` only with their
+options (``--base_learning_rate``, ``--layer_decay``, ``--drop_path_rate``, ``--ema_decay``).
 """
 
 from __future__ import annotations
