@@ -52,11 +52,15 @@ def test_a_dropped_branch_leaves_the_block_input_unchanged():
         def forward(self, branch):
             return torch.zeros_like(branch)
 
-    model = vit()
-    block = model.vit.layers[0]
-    block.dropout = DropAll()
-    hidden = torch.randn(2, 5, 16)
-    assert torch.equal(block(hidden), hidden)
+    from transformers import DeiTConfig, DeiTForImageClassification
+
+    deit = DeiTForImageClassification(DeiTConfig(hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
+                                                 intermediate_size=32, image_size=16, patch_size=8))
+    assert add_drop_path(deit, 0.1) == 2
+    for block in (vit().vit.layers[0], deit.deit.layers[0]):
+        block.dropout = DropAll()
+        hidden = torch.randn(2, 5, 16)
+        assert torch.equal(block(hidden), hidden)
 
 
 def test_drop_path_drops_whole_images_and_keeps_the_expectation():
@@ -149,3 +153,28 @@ def test_a_transformers_processor_still_gives_its_own_geometry():
     model_args = ModelArguments(model_type="vit", config_overrides=TINY_VIT)
     geometry = image_geometry(build_image_processor(model_args, build_config(model_args)))
     assert (geometry.resize_size, geometry.crop_size) == (16, 16)
+
+
+def test_a_dinov2_backbone_checkpoint_like_rad_dino_fine_tunes_with_both_options(tmp_path):
+    """microsoft/rad-dino's layout, tiny and random: a DINOv2 backbone (no head) and a Bit image processor."""
+    from transformers import Dinov2Config, Dinov2Model
+    from transformers.models.bit.image_processing_pil_bit import BitImageProcessorPil
+
+    from training.layer_decay import layer_decay_groups
+
+    folder = tmp_path / "rad-dino-stand-in"
+    torch.manual_seed(0)
+    Dinov2Model(Dinov2Config(hidden_size=16, num_hidden_layers=2, num_attention_heads=2, mlp_ratio=2, image_size=28,
+                             patch_size=14)).save_pretrained(folder)
+    BitImageProcessorPil(size={"shortest_edge": 32}, crop_size={"height": 28, "width": 28}).save_pretrained(folder)
+    model_args = ModelArguments(model_name_or_path=str(folder), drop_path_rate=0.1, layer_decay=0.5)
+    config = build_config(model_args)
+    model = build_model(model_args, config)
+    assert type(model).__name__ == "Dinov2ForImageClassification" and model.config.drop_path_rate == 0.1
+    geometry = image_geometry(build_image_processor(model_args, config))
+    assert (geometry.resize_size, geometry.crop_size) == (32, 28)
+    groups = layer_decay_groups(model, 0.5, 0.05, 1e-3)
+    assert sorted({group["lr_scale"] for group in groups}) == [0.125, 0.25, 0.5, 1.0]
+    loss = model(pixel_values=torch.randn(2, 3, 28, 28), labels=torch.zeros(2, 14)).loss
+    loss.backward()
+    assert torch.isfinite(loss)

@@ -83,16 +83,12 @@ def layer_decay_groups(model: torch.nn.Module, layer_decay: float, weight_decay:
         decays = parameter.ndim > 1 and not _NO_WEIGHT_DECAY.search(name)
         scale = layer_decay ** (blocks + 1 - layer)
         group = groups.setdefault((layer, decays), {
-            "params": [], "names": [], "layer": layer, "lr_scale": scale, "lr": learning_rate * scale,
+            "params": [], "layer": layer, "lr_scale": scale, "lr": learning_rate * scale,
             "weight_decay": weight_decay if decays else 0.0,
         })
         group["params"].append(parameter)
-        group["names"].append(name)
     # Deepest first: the Trainer logs the first group's rate, which is then the peak (head) rate.
-    ordered = [groups[key] for key in sorted(groups, key=lambda key: (-key[0], not key[1]))]
-    for group in ordered:
-        del group["names"]  # kept only while grouping; torch optimizers reject unknown keys on some paths
-    return ordered
+    return [groups[key] for key in sorted(groups, key=lambda key: (-key[0], not key[1]))]
 
 
 class LayerDecayMixin:
