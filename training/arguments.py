@@ -125,6 +125,34 @@ class ModelArguments:
             "path). Needs optimum-graphcore and the Poplar SDK's poptorch. It is also written to ipu_config.json."
         },
     )
+    # ---- fine-tuning options (training/layer_decay.py, drop_path.py, ema.py, learning_rate.py) ----
+    base_learning_rate: Optional[float] = field(
+        default=None,
+        metadata={
+            "help": "Peak learning rate per 256 images of global batch: the run's rate is this × "
+            "per_device_train_batch_size × gradient_accumulation_steps × processes / 256 (logged). Replaces "
+            "--learning_rate, which can't be given with it."
+        },
+    )
+    layer_decay: Optional[float] = field(
+        default=None,
+        metadata={
+            "help": "Layer-wise learning-rate decay d in (0, 1]: block i of L trains at d**(L-i) times the rate, the "
+            "embeddings at d**(L+1), the head at 1. Unset: one rate for all."
+        },
+    )
+    drop_path_rate: Optional[float] = field(
+        default=None,
+        metadata={"help": "Drop path (stochastic depth) rate of the last block, in [0, 1); linear in depth from 0."},
+    )
+    ema_decay: Optional[float] = field(
+        default=None,
+        metadata={
+            "help": "Keep an exponential moving average of the weights with this decay in (0, 1), evaluate it beside "
+            "the trained weights and keep it as the checkpoint's model when it scores better."
+        },
+    )
+    # ---- end of fine-tuning options ----
     overwrite_output_dir: bool = field(
         default=False,
         metadata={
@@ -155,6 +183,25 @@ class ModelArguments:
             raise ValueError(f"--max_pos_weight must be >= 1, got {self.max_pos_weight}")
         if self.ipu_config_name is not None and self.class_weighting != "none":
             raise ValueError("--class_weighting is not supported with --ipu_config_name: IPUTrainer uses the model's loss")
+        _check_fine_tuning_options(self)
+
+
+def _check_fine_tuning_options(model_args: "ModelArguments") -> None:
+    """Ranges of the fine-tuning options; none of them runs on IPUs, whose trainer is optimum-graphcore's."""
+    ranges = {
+        "base_learning_rate": (lambda value: value > 0, "> 0"),
+        "layer_decay": (lambda value: 0 < value <= 1, "in (0, 1]"),
+        "drop_path_rate": (lambda value: 0 <= value < 1, "in [0, 1)"),
+        "ema_decay": (lambda value: 0 < value < 1, "in (0, 1)"),
+    }
+    for name, (test, requirement) in ranges.items():
+        value = getattr(model_args, name)
+        if value is None:
+            continue
+        if model_args.ipu_config_name is not None:
+            raise ValueError(f"--{name} is not supported with --ipu_config_name")
+        if not (math.isfinite(value) and test(value)):
+            raise ValueError(f"--{name} must be {requirement}, got {value}")
 
 
 @dataclass
@@ -422,6 +469,7 @@ def parse_arguments(
     defaults = {respell(key): value for key, value in {**hardware_defaults(), **(defaults or {})}.items()}
     defaults = {key: value for key, value in defaults.items() if _has_field(training_arguments_class, key)}
     argv = [_respelled_flag(item, respell) for item in argv]
+    from_file: Dict[str, Any] = {}
     if argv and argv[0].endswith(".json"):
         from_file = {respell(key): value for key, value in _read_json_arguments(Path(argv[0])).items()}
         known = {f.name for dtype in parser.dataclass_types for f in fields(dtype)}
@@ -435,6 +483,9 @@ def parse_arguments(
     if shared:
         model_args = ModelArguments(**{f.name: getattr(model_args, f.name) for f in fields(model_args)},
                                     **{name: getattr(training_args, name) for name in shared})
+    if model_args.base_learning_rate is not None and _is_given("learning_rate", argv, from_file):
+        raise ValueError("give --base_learning_rate (scaled by the global batch) or --learning_rate (used as it is), "
+                         "not both")
     check_numbers(model_args, data_args, training_args)
     check_output_dir(training_args.output_dir)
     return model_args, data_args, training_args
@@ -559,6 +610,11 @@ def _read_json_arguments(path: Path) -> Dict[str, Any]:
     if not isinstance(values, dict):
         raise ValueError(f"argument file {path} must hold one JSON object of argument names to values")
     return values
+
+
+def _is_given(name: str, argv: Sequence[str], from_file: Dict[str, Any]) -> bool:
+    """Whether ``--name`` is on the command line or a key of the JSON file (``from_file`` holds the file's values)."""
+    return name in from_file or any(item == f"--{name}" or item.startswith(f"--{name}=") for item in argv)
 
 
 def _has_field(dtype: type, name: str) -> bool:

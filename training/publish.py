@@ -75,6 +75,8 @@ def hyperparameters(
         "augmentation": _augmentation_text(data_args),
         "best_checkpoint_by": getattr(training_args, "metric_for_best_model", None),
     }
+    for name in ("base_learning_rate", "layer_decay", "drop_path_rate", "ema_decay"):  # fine-tuning options, if set
+        values[name] = getattr(model_args, name, None)
     if model_args.model_name_or_path is None:
         values["model_type"] = model_args.model_type
         values["config_overrides"] = model_args.config_overrides

@@ -12,6 +12,7 @@ Examples::
 
     torchrun --nproc_per_node 8 training/run.py ...      # several GPUs, same script
     python training/run.py training/configs/demo.json    # offline demo: synthetic release, tiny ViT, CPU
+    python training/run.py training/configs/vit-base-nih.json --data_dir /data/nih   # the published ViT-B recipe
 
 Rerunning with the same ``--output_dir`` resumes from its last complete checkpoint unless ``--overwrite_output_dir`` is
 given (one that a killed run left half-written is renamed ``incomplete-checkpoint-N-<time>`` and kept).
@@ -20,7 +21,8 @@ given (one that a killed run left half-written is renamed ``incomplete-checkpoin
 follow one run: ``arguments.py`` (the flags and their checks), ``dataset.py`` and ``data.py`` (the ``DatasetDict`` and
 its transforms), ``model.py``, ``trainer.py`` (the Trainer and its checkpoints, with ``loss.py`` and ``metrics.py``),
 then ``plots.py`` and ``publish.py`` (the card, rendered by ``model_card/``, and the upload). ``ipu.py`` matters only
-with ``--ipu_config_name``.
+with ``--ipu_config_name``; ``learning_rate.py``, ``layer_decay.py``, ``drop_path.py`` and ``ema.py`` only with their
+options (``--base_learning_rate``, ``--layer_decay``, ``--drop_path_rate``, ``--ema_decay``).
 """
 
 from __future__ import annotations
@@ -53,8 +55,8 @@ from training.arguments import (  # noqa: E402
     parse_arguments,
     precision,
 )
-from training.augment import AugmentAndNormalise, ImageGeometry  # noqa: E402
-from training.data import AugmentingCollator, collate_xrays, decode_xrays  # noqa: E402
+from training.augment import AugmentAndNormalise  # noqa: E402
+from training.data import AugmentingCollator, collate_xrays, xray_view  # noqa: E402
 from training.dataset import load_chestxray14, write_sample_release  # noqa: E402
 from training.ipu import (  # noqa: E402
     IPUUnavailableError,
@@ -65,9 +67,10 @@ from training.ipu import (  # noqa: E402
     trainer_classes,
     write_ipu_config,
 )
+from training.learning_rate import apply_base_learning_rate  # noqa: E402
 from training.loss import MultiLabelBCELoss, balanced_pos_weight  # noqa: E402
 from training.metrics import MultiLabelROCAUC, logits_of, sigmoid, strip_prefix  # noqa: E402
-from training.model import build_config, build_image_processor, build_model  # noqa: E402
+from training.model import build_config, build_image_processor, build_model, image_geometry  # noqa: E402
 from training.plots import plot_roc_curves, plot_training_curves  # noqa: E402
 from training.publish import (  # noqa: E402
     PushError,
@@ -83,9 +86,6 @@ logger = logging.getLogger(__name__)
 
 CONFIDENCE_LEVEL = 0.95
 """Level of the DeLong intervals reported for the final validation and test scores."""
-
-COLUMNS = ["image", "labels"]
-"""The columns the transforms read; the others (metadata, boxes) are never decoded during training."""
 
 
 def main(argv: Optional[Sequence[str]] = None) -> Dict[str, float]:
@@ -104,6 +104,7 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, float]:
     hub_token = _take_hub_token(training_args)
     push_to_hub, training_args.push_to_hub = training_args.push_to_hub, False  # we upload the finished folder
     _setup_logging(training_args)
+    apply_base_learning_rate(model_args.base_learning_rate, training_args)  # the scaling rule, logged
     output_dir = Path(training_args.output_dir)
     checkpoint = checkpoint_to_resume(training_args, model_args.overwrite_output_dir)
     # Checked before training, so a missing login stops the run early. Only the main process pushes.
@@ -123,15 +124,16 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, float]:
     # Model (seeded first, so a model built from scratch starts from the same weights every run)
     transformers.set_seed(training_args.seed)
     model = build_model(model_args, config)
-    geometry = ImageGeometry.from_image_processor(image_processor)
+    geometry = image_geometry(image_processor)
     augment_and_normalise = AugmentAndNormalise(geometry, data_args.augmentation() if data_args.augment else None)
 
     # Trainer: the same for GPUs, CPUs and IPUs; only the classes and a few keyword names differ.
     pos_weight = _balanced_pos_weight(dataset["train"], model_args) if model_args.class_weighting == "balanced" else None
     trainer = _build_trainer(
         trainer_class, model, training_args, ipu_config_name, image_processor, pos_weight, augment_and_normalise,
-        train_dataset=dataset["train"].with_transform(decode_xrays, columns=COLUMNS) if training_args.do_train else None,
-        eval_dataset=dataset["validation"].with_transform(decode_xrays, columns=COLUMNS),
+        fine_tuning={"layer_decay": model_args.layer_decay, "ema_decay": model_args.ema_decay},
+        train_dataset=xray_view(dataset["train"]) if training_args.do_train else None,
+        eval_dataset=xray_view(dataset["validation"]),
     )
     if ipu_config_name is not None:  # a device step has a fixed size: check every split fits it before any work
         check_device_steps(trainer, {split: len(dataset[split]) for split, used in (
@@ -150,8 +152,7 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, float]:
         results.update(_report(trainer, "eval", trainer.evaluate()))
     prediction = None
     if training_args.do_predict:
-        prediction = trainer.predict(dataset["test"].with_transform(decode_xrays, columns=COLUMNS),
-                                     metric_key_prefix="test")
+        prediction = trainer.predict(xray_view(dataset["test"]), metric_key_prefix="test")
         results.update(_report(trainer, "test", prediction.metrics))
 
     # What gets published: the model folder with plots, ipu_config.json and the model card (main process only)
@@ -180,13 +181,14 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, float]:
 
 
 def _build_trainer(trainer_class, model, training_args, ipu_config_name: Optional[str], image_processor,
-                   pos_weight: Optional[torch.Tensor], augment_and_normalise: AugmentAndNormalise, *, train_dataset,
-                   eval_dataset):
+                   pos_weight: Optional[torch.Tensor], augment_and_normalise: AugmentAndNormalise, *,
+                   fine_tuning: Dict[str, Any], train_dataset, eval_dataset):
     """The Trainer (or IPUTrainer) with the recipe's collator, metrics and loss.
 
     On GPUs and CPUs the loss is :class:`MultiLabelBCELoss` (with ``pos_weight`` for ``--class_weighting balanced``)
     and batches are augmented and normalised on the model's device (:class:`~training.trainer.ChestXray14Trainer`); on IPUs the model's own
-    BCE runs on the device and the collators augment and normalise on the host.
+    BCE runs on the device and the collators augment and normalise on the host. ``fine_tuning`` holds
+    ``ChestXray14Trainer``'s ``layer_decay`` and ``ema_decay`` (``None`` for off; the arguments refuse them on IPUs).
     """
     kwargs: Dict[str, Any] = {}
     if ipu_config_name is not None:
@@ -195,7 +197,7 @@ def _build_trainer(trainer_class, model, training_args, ipu_config_name: Optiona
                       eval_data_collator=AugmentingCollator(augment_and_normalise, training=False))
     else:
         kwargs.update(processing_class=image_processor, compute_loss_func=MultiLabelBCELoss(pos_weight),
-                      data_collator=collate_xrays, augment_and_normalise=augment_and_normalise)
+                      data_collator=collate_xrays, augment_and_normalise=augment_and_normalise, **fine_tuning)
     return trainer_class(
         model=model,
         args=training_args,

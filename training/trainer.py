@@ -42,6 +42,8 @@ except ImportError:  # transformers 4.29 (the IPU environment, which uses only t
     from transformers.utils import is_torch_tpu_available as is_torch_xla_available
 
 from training.augment import AugmentOnDeviceMixin
+from training.ema import EMAMixin
+from training.layer_decay import LayerDecayMixin
 
 logger = logging.getLogger(__name__)
 
@@ -57,9 +59,8 @@ SAVES_ORIGINAL_NAMES = "save_original_format" in inspect.signature(PreTrainedMod
 """Whether this transformers renames weights on save (5.x). Older ones save under the model's own names already."""
 
 
-class ChestXray14Trainer(AugmentOnDeviceMixin, Trainer):
-    """transformers' ``Trainer`` whose checkpoints reload into the model that wrote them (see the module docstring),
-    and which augments and normalises each batch on the model's device (:class:`~training.augment.AugmentOnDeviceMixin`)."""
+class OwnWeightNamesMixin:
+    """Put before ``transformers.Trainer``: checkpoints keep the model's own weight names (module docstring)."""
 
     def save_model(self, output_dir: Optional[str] = None, _internal_call: bool = False) -> None:
         """Save the model as ``Trainer.save_model`` does; a ``checkpoint-N`` folder keeps the model's own weight names.
@@ -83,6 +84,17 @@ class ChestXray14Trainer(AugmentOnDeviceMixin, Trainer):
             self.processing_class.save_pretrained(output_dir)
         torch.save(self.args, os.path.join(output_dir, TRAINING_ARGS_NAME))
         return None
+
+
+class ChestXray14Trainer(EMAMixin, LayerDecayMixin, AugmentOnDeviceMixin, OwnWeightNamesMixin, Trainer):
+    """transformers' ``Trainer`` with the recipe's additions, each a mixin of its own:
+
+    - checkpoints that reload into the model that wrote them (:class:`OwnWeightNamesMixin`, module docstring);
+    - batches augmented and normalised on the model's device (:class:`~training.augment.AugmentOnDeviceMixin`);
+    - layer-wise learning-rate decay with ``layer_decay=`` (:class:`~training.layer_decay.LayerDecayMixin`);
+    - an average of the weights, evaluated and kept when better, with ``ema_decay=``
+      (:class:`~training.ema.EMAMixin`).
+    """
 
 
 def is_complete_checkpoint(folder: Path) -> bool:
