@@ -48,6 +48,7 @@ from nih_chestxray14.metadata import BOX_FRAME  # noqa: E402
 from training.arguments import BUILDER_DATASET, DataTrainingArguments  # noqa: E402
 from training.augment import AugmentAndNormalise, ImageGeometry  # noqa: E402
 from training.data import collate_xrays, to_grayscale  # noqa: E402
+from training.model import image_geometry  # noqa: E402
 from training.dataset import load_chestxray14  # noqa: E402
 from training.heatmaps import METHODS, class_heatmaps, heatmap_in_frame, resolve_method  # noqa: E402
 from training.localization import (  # noqa: E402
@@ -192,8 +193,10 @@ def localize_test_split(model, image_processor, test_dataset: datasets.Dataset, 
     try:
         summary = localize(model, image_processor, test_dataset, Path(output_dir), method=method,
                            write_heatmaps=False, description={"split": "test"})
-    except ValueError as error:  # the trained model is saved already; a card without this section beats no card
-        logger.warning("the model card gets no localization section: %s", error)
+    except Exception as error:  # noqa: BLE001 - the model is saved already; a card without this section beats no card
+        first_line = (str(error).strip().splitlines() or [""])[0]
+        logger.warning("the model card gets no localization section (%s: %s)", type(error).__name__, first_line)
+        logger.debug("localization of the test split failed", exc_info=True)
         return {}
     return {} if summary is None else {"localization": summary}
 
@@ -221,7 +224,7 @@ def localize(model, image_processor, split: datasets.Dataset, output_dir: Path, 
     if missing:
         raise ValueError(f"the model has no label {', '.join(missing)}, which the boxes name; its labels are "
                          f"{', '.join(model.config.label2id)}")
-    geometry = ImageGeometry.from_image_processor(image_processor)
+    geometry = image_geometry(image_processor)  # the recipe's own reading of the processor (timm's included)
     evaluation_view = AugmentAndNormalise(geometry)
     tally, baseline = LocalizationTally(), LocalizationTally()
     rng = np.random.default_rng(seed)
