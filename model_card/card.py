@@ -5,8 +5,8 @@ Read top to bottom, as the card is built:
 1. :class:`ModelCardInputs`: everything the card shows about one run, checked on construction;
 2. :func:`card_data`: the YAML metadata, a ``model-index`` the Hub parses (AUCs and their intervals per split), plus
    base model, dataset, license and tags;
-3. :func:`render_model_card`: ``template.md`` filled in (results table, split rule, hyperparameters, plots, limits,
-   citations), with any Hub token removed;
+3. :func:`render_model_card`: ``template.md`` filled in (results table, split rule, hyperparameters, plots, where the
+   model looks, limits, citations), with any Hub token removed;
 4. :func:`write_model_card`: ``output_dir/README.md``, written atomically.
 """
 
@@ -88,6 +88,10 @@ class ModelCardInputs:
     synthetic_data: bool = False
     """The run used a synthetic sample release (``nih_chestxray14.sample``), not NIH's images: the card says so at
     the top, names the dataset as a synthetic sample in the model-index, and lists no Hub dataset."""
+    localization: Mapping[str, Any] = field(default_factory=dict)
+    """What ``training/localize.py`` wrote to ``localization.json`` for the test split (method, per-finding accuracy
+    and false positives at each T(IoBB), the random lung-field baseline, ``figure``); ``{}`` for none. The card then
+    has a "Where the model looks" section."""
 
     def __post_init__(self) -> None:
         if not isinstance(self.model_name, str) or not self.model_name.strip():
@@ -107,7 +111,10 @@ class ModelCardInputs:
             raise ValueError(f"ModelCardInputs.confidence_level must be in (0, 1), got {self.confidence_level!r}")
         for name in ("validation_metrics", "test_metrics"):
             setattr(self, name, _numeric_metrics(name, getattr(self, name)))
-        for caption, path in dict(self.plots).items():
+        figures = dict(self.plots)
+        if self.localization.get("figure"):
+            figures["localization"] = self.localization["figure"]
+        for caption, path in figures.items():
             relative = PurePosixPath(str(path).replace("\\", "/"))
             if relative.is_absolute() or ".." in relative.parts or str(path).startswith("~"):
                 raise ValueError(
@@ -329,6 +336,7 @@ def _template_context(inputs: ModelCardInputs) -> Dict[str, Any]:
         num_train_samples=_count(inputs.num_train_samples),
         num_validation_samples=_count(inputs.num_validation_samples),
         num_test_samples=_count(inputs.num_test_samples),
+        localization=_localization(inputs.localization),
     )
 
 
@@ -366,6 +374,30 @@ def _results_rows(inputs: ModelCardInputs) -> List[Dict[str, str]]:
         name = "**Macro average**" if label is None else _cell(label)
         rows.append({"label": name, **cells})
     return rows
+
+
+def _localization(summary: Mapping[str, Any]) -> Optional[Dict[str, Any]]:
+    """The "Where the model looks" section's numbers as text: accuracy at each T(IoBB), false positives and the
+    random baseline at the first; ``None`` without a summary."""
+    if not summary or not summary.get("findings"):
+        return None
+    thresholds = [f"{float(value):g}" for value in summary["iobb_thresholds"]]
+    baseline = summary.get("random_lung_field_baseline", {}).get("findings", {})
+
+    def score(scores: Mapping[str, Any], threshold: str, key: str = "accuracy") -> str:
+        value = finite(scores.get("by_threshold", {}).get(threshold, {}).get(key))
+        return NOT_AVAILABLE if value is None else f"{value:.2f}"
+
+    rows = [{
+        "finding": _cell(finding),
+        "boxes": f"{int(scores['num_boxes']):,}",
+        "accuracy": [score(scores, threshold) for threshold in thresholds],
+        "false_positives": score(scores, thresholds[0], "average_false_positives"),
+        "baseline": score(baseline.get(finding, {}), thresholds[0]),
+    } for finding, scores in summary["findings"].items()]
+    return {"method": _cell(summary.get("method", "")), "num_images": f"{int(summary['num_images']):,}",
+            "num_boxes": f"{int(summary['num_boxes']):,}", "thresholds": thresholds, "rows": rows,
+            "figure": summary.get("figure")}
 
 
 def _hyperparameter_rows(hyperparameters) -> List[Tuple[str, str]]:

@@ -104,6 +104,10 @@ class EntryRow:
     pixel_spacing_y: float
 
 
+BOX_FRAME = 1024
+"""Side of the frame that ``BBox_List_2017.csv``'s coordinates are in: NIH's 1024 x 1024 PNGs, whatever the config."""
+
+
 @dataclass(frozen=True)
 class BoundingBox:
     """One expert box of ``BBox_List_2017.csv``: canonical finding name and x, y, w, h in pixels of the 1024 image."""

@@ -7,7 +7,8 @@
   weighs about 400–500 KB, like NIH's.
 - ``Data_Entry_2017_v2020.csv`` (or one of the other header variants in the wild, see :data:`CSV_VARIANTS`),
   ``train_val_list.txt`` and ``test_list.txt`` (patient-wise), and ``BBox_List_2017.csv`` for a few images,
-  spelling Infiltration ``Infiltrate`` as NIH's box file does.
+  spelling Infiltration ``Infiltrate`` as NIH's box file does and, like it, in pixels of a 1024 x 1024 frame
+  (:data:`~nih_chestxray14.metadata.BOX_FRAME`) whatever ``image_size`` is.
 - the pixels in one of NIH's layouts (see :data:`LAYOUTS`).
 - optionally, expert labels for some test and train_val images in Google's format or torchxrayvision's (see
   :data:`EXPERT_LABEL_FORMATS`), derived from the planted findings by the documented 14 → 4 rule
@@ -40,7 +41,7 @@ from .archives import archive_name
 from .expert_findings import EXPERT_FINDINGS, NIH_TO_EXPERT
 from .expert_labels import GOOGLE_FILES, GOOGLE_TEST, GOOGLE_VALIDATION, TORCHXRAYVISION_FILES
 from .labels import LABELS, NO_FINDING
-from .metadata import BBOX_CSV_NAMES, TEST_LIST, TRAIN_VAL_LIST
+from .metadata import BBOX_CSV_NAMES, BOX_FRAME, TEST_LIST, TRAIN_VAL_LIST
 from .pixels import encode_gray_png
 from .splits import SPLITS, is_validation_patient
 
@@ -436,6 +437,7 @@ def _write_bbox_csv(
         if infiltrations:
             picked.append(infiltrations[0])
     rows = []
+    to_frame = BOX_FRAME / image_size  # NIH's box file is in the 1024-px frame, whatever size the PNGs are
     for image_name, name in sorted(picked):
         if name in boxes.get(image_name, {}):
             x, y, w, h = boxes[image_name][name]
@@ -443,7 +445,7 @@ def _write_bbox_csv(
             x, y = rng.uniform(0.1, 0.6, size=2) * image_size
             w, h = rng.uniform(0.05, 0.3, size=2) * image_size
         spelled = "Infiltrate" if name == "Infiltration" else name
-        rows.append([image_name, spelled, repr(float(x)), repr(float(y)), repr(float(w)), repr(float(h))])
+        rows.append([image_name, spelled, *(repr(float(value * to_frame)) for value in (x, y, w, h))])
     with open(root / BBOX_CSV_NAMES[0], "w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle, lineterminator="\n")
         writer.writerow(_BBOX_HEADER)
@@ -538,7 +540,8 @@ def make_release(
         test_fraction: share of patients listed in ``test_list.txt``.
         validation_fraction: the builder's validation fraction this release is balanced for; validation patients are
             picked among ids that the builder's rule sends to validation.
-        bbox_fraction: about this share of images gets a row in ``BBox_List_2017.csv`` (at least one).
+        bbox_fraction: about this share of images gets a row in ``BBox_List_2017.csv`` (at least one), in NIH's
+            1024-px frame: multiply by ``image_size / 1024`` for the PNG's pixels.
         prevalence: finding name → probability per image; defaults to :data:`NIH_PREVALENCE`. On top of it every
             finding is dealt into each split at least once.
         signal_strength, noise: contrast of planted patterns, and film grain in grey levels.

@@ -210,6 +210,7 @@ def test_rewriting_replaces_the_card_and_leaves_no_partial_file(tmp_path):
         ({"model_name": " "}, "model_name"),
         ({"validation_fraction": 1.5}, "validation_fraction"),
         ({"label_names": ("Mass", "Mass")}, "label_names"),
+        ({"localization": {"figure": "/abs/localization.png"}}, "plots['localization']"),
     ],
 )
 def test_bad_inputs_are_named(overrides, field):
@@ -255,3 +256,38 @@ def test_a_run_on_synthetic_data_says_so(tmp_path):
 
 def test_a_run_on_nih_data_has_no_demo_warning(written):
     assert "Demo model" not in written[1].read_text(encoding="utf-8")
+
+
+def localization_summary():
+    """What training/localize.py writes to localization.json (two findings), plus the figure's file name."""
+    def scores(boxes, accuracies, false_positives):
+        thresholds = ("0.1", "0.25", "0.5", "0.75", "0.9")
+        return {"num_boxes": boxes, "num_images": boxes, "by_threshold": {
+            threshold: {"accuracy": accuracy, "average_false_positives": false_positives}
+            for threshold, accuracy in zip(thresholds, accuracies)}}
+
+    return {
+        "method": "gradient_rollout", "num_images": 30, "num_boxes": 33,
+        "iobb_thresholds": [0.1, 0.25, 0.5, 0.75, 0.9],
+        "findings": {"Cardiomegaly": scores(14, [1.0, 0.93, 0.5, 0.21, 0.07], 0.0),
+                     "Nodule": scores(19, [0.1579, 0.0, 0.0, 0.0, 0.0], 2.96)},
+        "random_lung_field_baseline": {"seed": 0, "findings": {
+            "Cardiomegaly": scores(14, [0.79, 0.5, 0.2, 0.0, 0.0], 0.4),
+            "Nodule": scores(19, [0.04, 0.0, 0.0, 0.0, 0.0], 3.1)}},
+        "figure": "localization.png",
+    }
+
+
+def test_localization_scores_get_their_own_section_with_the_figure(tmp_path):
+    card = write_model_card(tmp_path, make_inputs(localization=localization_summary()))
+    section = card.text.split("## Where the model looks")[1].split("\n## ")[0]
+    assert "`gradient_rollout`" in section and "33\nexpert boxes on the 30 test images" in section
+    assert "| Finding | Boxes | Acc. T(IoBB)=0.1 | Acc. T(IoBB)=0.25 | Acc. T(IoBB)=0.5 |" in section
+    assert "| Cardiomegaly | 14 | 1.00 | 0.93 | 0.50 | 0.21 | 0.07 | 0.00 | 0.79 |" in section
+    assert "| Nodule | 19 | 0.16 | 0.00 | 0.00 | 0.00 | 0.00 | 2.96 | 0.04 |" in section
+    assert "](localization.png)" in section
+
+
+def test_without_localization_the_card_has_no_such_section(written):
+    assert "Where the model looks" not in written[1].read_text(encoding="utf-8")
+    assert "Its heatmaps show where it looks" in written[1].read_text(encoding="utf-8")

@@ -3,6 +3,7 @@
 One trained run is shared by the module; resuming, the demo config and bad input get their own short runs.
 """
 
+import csv
 import json
 import logging
 import signal
@@ -291,6 +292,12 @@ def test_the_demo_config_runs_and_ends_with_a_model_card(tmp_path):
     # A demo model trained on synthetic images must not pass itself off as an NIH ChestX-ray14 model.
     card = ModelCard.load(tmp_path / "demo-output" / "README.md")
     assert "Demo model" in card.text and not card.data.datasets
+    # --sample_bbox_fraction gives the release's box file a row for that share of its images (30 patients x 3), so
+    # the card's localization section scores more than a handful of boxes.
+    with open(tmp_path / "release" / "BBox_List_2017.csv", newline="") as handle:
+        box_rows = list(csv.reader(handle))[1:]
+    assert len(box_rows) >= round(settings["sample_bbox_fraction"] * 90) >= 40
+    assert "## Where the model looks" in card.text
 
 
 @pytest.mark.parametrize(

@@ -81,6 +81,21 @@ def test_evaluation_resizes_the_shorter_side_then_crops_the_centre():
     assert float(square[:, :, 2:-2].min()) > 0.95
 
 
+@pytest.mark.parametrize("height, width", [(60, 180), (97, 61), (80, 80), (33, 33)])
+def test_the_evaluation_crop_box_is_the_part_of_the_image_the_model_sees(height, width):
+    # Heatmaps are mapped back onto the image through evaluation_crop_box: resampling that box of the image must give
+    # the evaluation view (here with PIL, to a grey level, on a smooth image).
+    geometry = ImageGeometry(resize_size=40, crop_size=32, image_mean=(0, 0, 0), image_std=(1, 1, 1))
+    smooth = Image.fromarray(noise(8, 8)).resize((width, height), Image.Resampling.BICUBIC)
+    view = AugmentAndNormalise(geometry).evaluation(*batch_of(np.asarray(smooth)))[0, 0].numpy() * 255
+    box = geometry.evaluation_crop_box(height, width)
+    expected = np.asarray(smooth.resize((32, 32), Image.Resampling.BILINEAR, box=box), dtype=np.float64)
+    assert np.abs(view - expected).max() <= 1.5
+    left, top, right, bottom = box
+    assert 0 <= left < right <= width and 0 <= top < bottom <= height
+    assert (right - left) / width == pytest.approx(min(1.0, 32 / 40 * min(height, width) / width), abs=0.02)
+
+
 def test_evaluation_is_deterministic_and_training_draws_from_its_generator_only():
     pixels, sizes = batch_of(noise(64, 80), noise(64, 80, 1))
     transform = AugmentAndNormalise(GEOMETRY, AugmentationConfig())

@@ -65,6 +65,7 @@ def test_gpu_defaults_turn_on_bf16_tf32_and_data_loader_workers():
         (["--model_type", "vit", "--dataset_name", "me/chestxray14", "--make_sample_release"], "--make_sample_release"),
         (["--model_type", "vit", "--data_dir", "x", "--crop_scale_min", "0.9", "--crop_scale_max", "0.5"], "crop_scale"),
         (["--model_type", "vit", "--data_dir", "x", "--validation_fraction", "1.5"], "--validation_fraction"),
+        (["--model_type", "vit", "--data_dir", "x", "--sample_bbox_fraction", "0"], "--sample_bbox_fraction"),
     ],
 )
 def test_bad_arguments_raise_a_value_error_naming_them(argv, message):

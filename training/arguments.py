@@ -259,6 +259,14 @@ class DataTrainingArguments:
     sample_signal_strength: float = field(
         default=1.0, metadata={"help": "Contrast of the synthetic release's planted patterns (higher learns faster)."}
     )
+    sample_bbox_fraction: float = field(
+        default=0.05,
+        metadata={
+            "help": "Share of the synthetic release's images that get a box row in BBox_List_2017.csv, at a planted "
+            "finding's place (about a fifth of them in the test split, whose boxes --do_predict scores). Raise it for "
+            "localization figures on more than a handful of boxes."
+        },
+    )
     preprocessing_num_workers: Optional[int] = field(
         default=None, metadata={"help": "Processes for preparing the dataset (builder's num_proc)."}
     )
@@ -317,6 +325,8 @@ class DataTrainingArguments:
             raise ValueError(f"--sample_prevalence must be in (0, 1), got {self.sample_prevalence}")
         if self.sample_signal_strength <= 0:
             raise ValueError(f"--sample_signal_strength must be > 0, got {self.sample_signal_strength}")
+        if not 0 < self.sample_bbox_fraction <= 1:
+            raise ValueError(f"--sample_bbox_fraction must be in (0, 1], got {self.sample_bbox_fraction}")
         if self.sample_image_size < 8:
             raise ValueError(f"--sample_image_size must be >= 8, got {self.sample_image_size}")
         for name in ("max_train_samples", "max_eval_samples", "max_predict_samples"):

@@ -76,6 +76,29 @@ class ImageGeometry:
             raise ValueError(f"image_mean and image_std need 3 channels and std > 0, got {self.image_mean}, "
                              f"{self.image_std}")
 
+    def evaluation_crop(self, height: int, width: int) -> Tuple[int, int, int, int]:
+        """The evaluation view of a ``height`` x ``width`` image: ``(resized_height, resized_width, top, left)``.
+
+        The image is resized to ``resized_height`` x ``resized_width`` (shorter edge ``resize_size``, never below
+        ``crop_size``), then the ``crop_size`` square at ``(top, left)`` of the resized image is kept.
+        :meth:`AugmentAndNormalise.evaluation` crops exactly this; :meth:`evaluation_crop_box` gives it in the image's
+        own pixels.
+        """
+        scale = self.resize_size / min(height, width)
+        resized_height = max(self.crop_size, round(height * scale))
+        resized_width = max(self.crop_size, round(width * scale))
+        top = int(round((resized_height - self.crop_size) / 2))
+        left = int(round((resized_width - self.crop_size) / 2))
+        return resized_height, resized_width, top, left
+
+    def evaluation_crop_box(self, height: int, width: int) -> Tuple[float, float, float, float]:
+        """``(left, top, right, bottom)`` of the part of a ``height`` x ``width`` image that the evaluation view
+        shows, in the image's pixels (continuous coordinates: pixel edges, the whole image is ``(0, 0, width,
+        height)``)."""
+        resized_height, resized_width, top, left = self.evaluation_crop(height, width)
+        scale_x, scale_y = width / resized_width, height / resized_height
+        return (left * scale_x, top * scale_y, (left + self.crop_size) * scale_x, (top + self.crop_size) * scale_y)
+
     @property
     def interpolation(self) -> str:
         """The ``torch.nn.functional.interpolate`` mode closest to :attr:`resample`."""
@@ -263,7 +286,8 @@ class AugmentAndNormalise:
 
     def evaluation(self, pixel_values: torch.Tensor, image_sizes: torch.Tensor,
                    dtype: torch.dtype = torch.float32) -> torch.Tensor:
-        """Resize each image's shorter edge to ``resize_size``, crop the centre ``crop_size`` square, normalise.
+        """Resize each image's shorter edge to ``resize_size``, crop the centre ``crop_size`` square
+        (:meth:`ImageGeometry.evaluation_crop`), normalise.
 
         Arguments and result as in :meth:`training`; no randomness.
         """
@@ -274,11 +298,9 @@ class AugmentAndNormalise:
             rows = [index for index, size in enumerate(sizes) if size == (height, width)]
             same = pixel_values[rows] if len(rows) < len(sizes) else pixel_values
             same = same[:, :, :height, :width]
-            scale = self.geometry.resize_size / min(height, width)
-            resized_h, resized_w = max(crop, round(height * scale)), max(crop, round(width * scale))
+            resized_h, resized_w, top, left = self.geometry.evaluation_crop(height, width)
             resized = F.interpolate(same.float(), size=(resized_h, resized_w), mode=self.geometry.interpolation,
                                     antialias=True, align_corners=False)
-            top, left = int(round((resized_h - crop) / 2)), int(round((resized_w - crop) / 2))
             square = resized[:, :, top: top + crop, left: left + crop].clamp_(0, 255).div_(255)
             if len(rows) == len(sizes):
                 output = square

@@ -57,6 +57,7 @@ def write_sample_release(data_args: DataTrainingArguments) -> Optional[Path]:
         layout="images",
         signal=True,
         signal_strength=data_args.sample_signal_strength,
+        bbox_fraction=data_args.sample_bbox_fraction,
         prevalence=None if data_args.sample_prevalence is None else {name: data_args.sample_prevalence for name in LABELS},
         seed=data_args.sample_seed,
     )

@@ -112,8 +112,12 @@ def write_card(
     train_metrics: Mapping[str, Any],
     plots: Mapping[str, str],
     split_sizes: Mapping[str, int],
+    localization: Optional[Mapping[str, Any]] = None,
 ):
-    """Write ``output_dir/README.md`` through ``model_card.write_model_card`` and return the card."""
+    """Write ``output_dir/README.md`` through ``model_card.write_model_card`` and return the card.
+
+    ``localization`` is :func:`training.localize.localize_test_split`'s summary, when the test split has boxes.
+    """
     if data_args.dataset_name == BUILDER_DATASET:
         validation_fraction = data_args.validation_fraction or NIHChestXray14Config.validation_fraction
     else:
@@ -136,6 +140,7 @@ def write_card(
         num_validation_samples=split_sizes.get("validation"),
         num_test_samples=split_sizes.get("test"),
         synthetic_data=bool(data_args.make_sample_release),
+        localization=dict(localization or {}),
     )
     return write_model_card(output_dir, inputs)
 

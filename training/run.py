@@ -20,8 +20,9 @@ given (one that a killed run left half-written is renamed ``incomplete-checkpoin
 ``main()`` only orchestrates; each step lives in a small module of ``training/`` that a test can call on its own. To
 follow one run: ``arguments.py`` (the flags and their checks), ``dataset.py`` and ``data.py`` (the ``DatasetDict`` and
 its transforms), ``model.py``, ``trainer.py`` (the Trainer and its checkpoints, with ``loss.py`` and ``metrics.py``),
-then ``plots.py`` and ``publish.py`` (the card, rendered by ``model_card/``, and the upload). ``ipu.py`` matters only
-with ``--ipu_config_name``; ``learning_rate.py``, ``layer_decay.py``, ``drop_path.py`` and ``ema.py`` only with their
+then ``plots.py``, ``localize.py`` (with ``--do_predict``: heatmaps scored against the test split's expert boxes) and
+``publish.py`` (the card, rendered by ``model_card/``, and the upload). ``ipu.py`` matters only with
+``--ipu_config_name``; ``learning_rate.py``, ``layer_decay.py``, ``drop_path.py`` and ``ema.py`` only with their
 options (``--base_learning_rate``, ``--layer_decay``, ``--drop_path_rate``, ``--ema_decay``).
 """
 
@@ -81,6 +82,7 @@ from training.publish import (  # noqa: E402
     write_card,
 )
 from training.trainer import checkpoint_to_resume  # noqa: E402
+from training.localize import localize_test_split  # noqa: E402
 
 logger = logging.getLogger(__name__)
 
@@ -158,6 +160,9 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, float]:
     # What gets published: the model folder with plots, ipu_config.json and the model card (main process only)
     if trainer.is_world_process_zero():
         plots = _write_published_folder(trainer, output_dir, image_processor, prediction, ipu_config_name)
+        # Heatmaps scored against the test split's expert boxes, when it has any (NIH's are all in test)
+        localization = localize_test_split(trainer.model, image_processor, dataset["test"], output_dir) \
+            if prediction is not None and ipu_config_name is None else {}
         write_card(
             output_dir,
             model_name=repo_id or output_dir.name,
@@ -171,6 +176,7 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, float]:
             train_metrics=results,
             plots=plots,
             split_sizes={split: len(dataset[split]) for split in dataset},
+            **localization,
         )
         # save_metrics("all", ...) merges into an old all_results.json; this run's results replace it instead.
         trainer.save_metrics("all", results, combined=False)
