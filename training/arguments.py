@@ -293,6 +293,65 @@ class DataTrainingArguments:
                              "--rotation_degrees, --brightness, --contrast)") from None
 
 
+# ---- evaluation: operating points and calibration (used by --do_predict and training/evaluate.py) ----------------
+THRESHOLD_RULES = ("youden", "max_f1", "sensitivity")
+CALIBRATION_METHODS = ("none", "temperature", "platt")
+
+
+@dataclass
+class EvaluationArguments:
+    """How the evaluation written with ``--do_predict`` (and by ``training/evaluate.py``) chooses its operating points
+    and calibration, on the validation split, before applying them unchanged to test."""
+
+    threshold_rule: Optional[str] = field(
+        default=None,
+        metadata={
+            "help": "How each finding's threshold is chosen on validation (written to thresholds.json): 'youden' "
+            "(the default: largest sensitivity + specificity - 1), 'max_f1', or 'sensitivity' (the default when "
+            "--target_sensitivity is given).",
+            "choices": THRESHOLD_RULES,
+        },
+    )
+    target_sensitivity: Optional[float] = field(
+        default=None,
+        metadata={"help": "With the 'sensitivity' rule: the sensitivity each threshold must reach, e.g. 0.9."},
+    )
+    calibration: str = field(
+        default="none",
+        metadata={
+            "help": "Calibration scaling fitted per finding on validation and saved as calibration.json: 'none', "
+            "'temperature' or 'platt'. Reports show calibration on test before and after it.",
+            "choices": CALIBRATION_METHODS,
+        },
+    )
+    ece_bins: int = field(
+        default=10, metadata={"help": "Equal-width probability bins of the expected calibration error."}
+    )
+    confidence_level: float = field(
+        default=0.95, metadata={"help": "Level of every interval in the evaluation (AUCs, rates, differences)."}
+    )
+
+    def __post_init__(self) -> None:
+        if self.threshold_rule is None:
+            self.threshold_rule = "sensitivity" if self.target_sensitivity is not None else "youden"
+        if self.threshold_rule == "sensitivity":
+            if self.target_sensitivity is None:
+                raise ValueError("--threshold_rule sensitivity needs --target_sensitivity, e.g. 0.9")
+            if not 0.0 < self.target_sensitivity <= 1.0:
+                raise ValueError(f"--target_sensitivity must be in (0, 1], got {self.target_sensitivity}")
+        elif self.target_sensitivity is not None:
+            raise ValueError(f"--target_sensitivity only applies with --threshold_rule sensitivity, not "
+                             f"{self.threshold_rule}")
+        if self.ece_bins < 2:
+            raise ValueError(f"--ece_bins must be >= 2, got {self.ece_bins}")
+        if not 0.0 < self.confidence_level < 1.0:
+            raise ValueError(f"--confidence_level must be in (0, 1), got {self.confidence_level}")
+
+
+RECIPE_ARGUMENTS: Tuple[type, ...] = (ModelArguments, DataTrainingArguments, EvaluationArguments)
+"""The recipe's own argument dataclasses, parsed with ``TrainingArguments`` (in this order, before it)."""
+
+
 def parse_config_overrides(overrides: str) -> Dict[str, str]:
     """Split ``"hidden_size=64,num_hidden_layers=2"`` into ``{"hidden_size": "64", ...}``.
 
@@ -391,15 +450,19 @@ def ipu_config_name_from_argv(argv: Sequence[str]) -> Optional[str]:
 
 
 def parse_arguments(
-    argv: Sequence[str], training_arguments_class: type
-) -> Tuple[ModelArguments, DataTrainingArguments, Any]:
+    argv: Sequence[str], training_arguments_class: type, argument_classes: Sequence[type] = RECIPE_ARGUMENTS
+) -> Tuple[Any, ...]:
     """Parse flags, a ``.json`` file, or a ``.json`` file followed by overriding flags.
+
+    Returns:
+        One instance of each of ``argument_classes`` (the recipe's: ``ModelArguments``, ``DataTrainingArguments``,
+        ``EvaluationArguments``), then the ``training_arguments_class`` instance.
 
     Raises:
         ValueError: for a bad or inconsistent argument (the message names it), an unreadable JSON file, or a JSON key
             that no dataclass knows.
     """
-    parser = _parser(training_arguments_class)
+    parser = RecipeArgumentParser((*argument_classes, training_arguments_class))
     defaults = {key: value for key, value in hardware_defaults().items() if _has_field(training_arguments_class, key)}
     argv = list(argv)
     if argv and argv[0].endswith(".json"):
@@ -411,10 +474,10 @@ def parse_arguments(
         defaults.update(_checked_json_types(from_file, parser.dataclass_types, argv[0]))
         argv = argv[1:]
     parser.set_defaults(**defaults)
-    model_args, data_args, training_args = parser.parse_args_into_dataclasses(args=argv, look_for_args_file=False)
-    check_numbers(model_args, data_args, training_args)
-    check_output_dir(training_args.output_dir)
-    return model_args, data_args, training_args
+    parsed = parser.parse_args_into_dataclasses(args=argv, look_for_args_file=False)
+    check_numbers(*parsed)
+    check_output_dir(parsed[-1].output_dir)
+    return tuple(parsed)
 
 
 def check_output_dir(output_dir: str) -> None:
@@ -454,10 +517,6 @@ def check_numbers(*argument_objects: Any) -> None:
             f"--num_train_epochs is {values['num_train_epochs']}, so --do_train would train nothing: give a number of "
             "epochs > 0 or --max_steps"
         )
-
-
-def _parser(training_arguments_class: type) -> "RecipeArgumentParser":
-    return RecipeArgumentParser((ModelArguments, DataTrainingArguments, training_arguments_class))
 
 
 def _checked_json_types(values: Dict[str, Any], dataclass_types: Sequence[type], source: str) -> Dict[str, Any]:
@@ -513,6 +572,8 @@ __all__: List[str] = [
     "NUMBER_RULES",
     "ModelArguments",
     "DataTrainingArguments",
+    "EvaluationArguments",
+    "RECIPE_ARGUMENTS",
     "check_numbers",
     "check_output_dir",
     "parse_arguments",

@@ -123,3 +123,18 @@ def check_dataset(dataset: datasets.DatasetDict, name: str) -> None:
     length = getattr(features["labels"], "length", None)
     if length not in (None, -1, NUM_LABELS):
         raise ValueError(f"dataset {name!r}: 'labels' must be multi-hot vectors of length {NUM_LABELS}, got {length}")
+
+
+def split_description(data_args: DataTrainingArguments, split: str) -> str:
+    """How ``split`` of the recipe's dataset was made, in words, for the evaluation reports and the card.
+
+    Examples: ``"NIH's official test list (test_list.txt, patient-wise)"``; for validation, the share of the
+    train_val patients held out by the builder's hash rule; for an exported copy, the split as exported.
+    """
+    if data_args.dataset_name != BUILDER_DATASET:
+        return f"the {split!r} split of the exported dataset {data_args.dataset_name!r}, as made when it was exported"
+    if split == "test":
+        return "NIH's official test list (test_list.txt, 25,596 images of 2,797 patients in the full release; patient-wise)"
+    fraction = data_args.validation_fraction or nih_chestxray14.NIHChestXray14Config.validation_fraction
+    held_out = f"{fraction:.0%} of NIH's train_val patients, held out by the builder's SHA-256 rule (patient-wise)"
+    return held_out if split == "validation" else f"the rest of NIH's train_val list after {held_out}"

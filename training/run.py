@@ -48,6 +48,7 @@ from nih_chestxray14.errors import NIHChestXray14Error  # noqa: E402
 from nih_chestxray14.labels import LABELS  # noqa: E402
 from training.arguments import (  # noqa: E402
     DataTrainingArguments,
+    EvaluationArguments,
     ModelArguments,
     ipu_config_name_from_argv,
     parse_arguments,
@@ -55,7 +56,10 @@ from training.arguments import (  # noqa: E402
 )
 from training.augment import AugmentAndNormalise, ImageGeometry  # noqa: E402
 from training.data import AugmentingCollator, collate_xrays, decode_xrays  # noqa: E402
-from training.dataset import load_chestxray14, write_sample_release  # noqa: E402
+from training.dataset import load_chestxray14, split_description, write_sample_release  # noqa: E402
+from training.evaluation.outputs import EvaluationOutputs, write_evaluation  # noqa: E402
+from training.evaluation.predictions import ScoredSplit  # noqa: E402
+from training.evaluation.scoring import scored_split_from_logits  # noqa: E402
 from training.ipu import IPUUnavailableError, load_ipu_config, trainer_classes, write_ipu_config  # noqa: E402
 from training.loss import MultiLabelBCELoss, balanced_pos_weight  # noqa: E402
 from training.metrics import MultiLabelROCAUC, logits_of, sigmoid, strip_prefix  # noqa: E402
@@ -91,7 +95,7 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, float]:
     argv = sys.argv[1:] if argv is None else list(argv)
     ipu_config_name = ipu_config_name_from_argv(argv)
     trainer_class, training_arguments_class = trainer_classes(ipu_config_name)
-    model_args, data_args, training_args = parse_arguments(argv, training_arguments_class)
+    model_args, data_args, evaluation_args, training_args = parse_arguments(argv, training_arguments_class)
     hub_token = _take_hub_token(training_args)
     push_to_hub, training_args.push_to_hub = training_args.push_to_hub, False  # we upload the finished folder
     _setup_logging(training_args)
@@ -135,15 +139,19 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, float]:
     trainer.compute_metrics = MultiLabelROCAUC(LABELS, confidence_level=CONFIDENCE_LEVEL)
     if training_args.do_eval:
         results.update(_report(trainer, "eval", trainer.evaluate()))
-    prediction = None
+    prediction, scored = None, {}
     if training_args.do_predict:
         prediction = trainer.predict(dataset["test"].with_transform(decode_xrays, columns=COLUMNS),
                                      metric_key_prefix="test")
         results.update(_report(trainer, "test", prediction.metrics))
+        scored = _score_for_evaluation(trainer, dataset, prediction, data_args)
 
     # What gets published: the model folder with plots, ipu_config.json and the model card (main process only)
     if trainer.is_world_process_zero():
+        evaluation = _write_evaluation(output_dir, scored, evaluation_args) if prediction is not None else None
         plots = _write_published_folder(trainer, output_dir, image_processor, prediction, ipu_config_name)
+        if evaluation is not None:
+            plots.update(evaluation.plots)
         write_card(
             output_dir,
             model_name=repo_id or output_dir.name,
@@ -156,6 +164,8 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, float]:
             train_metrics=results,
             plots=plots,
             split_sizes={split: len(dataset[split]) for split in dataset},
+            evaluation=evaluation.reports if evaluation is not None else None,
+            confidence_level=evaluation_args.confidence_level,
         )
         # save_metrics("all", ...) merges into an old all_results.json; this run's results replace it instead.
         trainer.save_metrics("all", results, combined=False)
@@ -210,6 +220,34 @@ def _write_published_folder(trainer, output_dir: Path, image_processor, predicti
                                      strip_prefix(prediction.metrics, "test_")))
     write_ipu_config(output_dir, ipu_config_name)
     return plots
+
+
+# ---- the evaluation written with --do_predict (training/evaluation/) ---------------------------------------------------
+def _score_for_evaluation(trainer, dataset: datasets.DatasetDict, test_prediction,
+                          data_args: DataTrainingArguments) -> Dict[str, ScoredSplit]:
+    """The validation and test splits' probabilities, labels and metadata for the evaluation files.
+
+    Test comes from the prediction just made; validation, where the operating points and the calibration are chosen,
+    is predicted now. Every process takes part in the predictions; only the main one writes.
+    """
+    validation = trainer.predict(dataset["validation"].with_transform(decode_xrays, columns=COLUMNS),
+                                 metric_key_prefix="eval")
+    return {
+        split: scored_split_from_logits(split, dataset[split], prediction.predictions,
+                                        description=split_description(data_args, split),
+                                        label_ids=prediction.label_ids)
+        for split, prediction in (("validation", validation), ("test", test_prediction))
+    }
+
+
+def _write_evaluation(output_dir: Path, scored: Dict[str, ScoredSplit],
+                      evaluation_args: EvaluationArguments) -> EvaluationOutputs:
+    """Write predictions, evaluations, ``thresholds.json`` (and ``calibration.json``) and the reliability diagram."""
+    return write_evaluation(
+        output_dir, scored, threshold_rule=evaluation_args.threshold_rule,
+        target_sensitivity=evaluation_args.target_sensitivity, calibration=evaluation_args.calibration,
+        confidence_level=evaluation_args.confidence_level, ece_bins=evaluation_args.ece_bins,
+    )
 
 
 def _take_hub_token(training_args) -> Optional[str]:

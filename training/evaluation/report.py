@@ -1,0 +1,177 @@
+"""The evaluation of one scored split, as the nested dict written to ``evaluation_<split>.json``.
+
+:func:`evaluate_split` puts together, for one split:
+
+- ``prevalence``: each finding's share of images, and "No Finding"'s (Wilson intervals);
+- ``roc_auc``: macro and per-finding AUC with intervals and positive counts (the metric's ``roc_auc_summary``);
+- ``operating_points``: per finding, at the thresholds chosen on validation (``operating_points.py``): sensitivity,
+  specificity, PPV, NPV with Wilson intervals, and the counts; ``operating_point_rule`` says which rule and split
+  chose them; ``no_finding_false_positive_rate``: images with a finding that the model calls normal;
+- ``calibration``: per finding, ECE, Brier score, mean probability, observed rate, and after scaling when a scaling
+  was fitted (``calibration.py``); ``calibration_settings`` states the binning and the scaling;
+- ``subgroups``, ``largest_gaps``: the same by sex, age band and view position (``subgroups.py``);
+- ``prevalence_shift`` (when a reference split is given): each finding's prevalence here against the reference split.
+
+Undefined values (an AUC in a subgroup without positives, a PPV where nothing is called positive) are NaN, which
+Python's ``json`` writes as ``NaN`` and reads back; they are left out of the means, as the metric does.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from typing import Any, Dict, Optional
+
+import numpy as np
+
+from metrics.roc_auc_multilabel import INTERVAL_DESCRIPTIONS, UndefinedAUCWarning, roc_auc_by_subgroup
+from training.evaluation.calibration import ECE_BINNING, CalibrationScaling, calibration_report
+from training.evaluation.operating_points import (
+    OperatingPoints,
+    confusion_counts,
+    no_finding_counts,
+    operating_point_report,
+    positive_calls,
+)
+from training.evaluation.predictions import ScoredSplit
+from training.evaluation.proportions import proportion, proportions
+from training.evaluation.subgroups import auc_report, largest_gaps, subgroup_keys, subgroup_masks, subgroup_reports
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["NO_FINDING", "evaluate_split", "prevalence", "prevalence_shift"]
+
+NO_FINDING = "No Finding"
+_WHOLE_SPLIT = ("all", "all")
+
+
+def prevalence(scored: ScoredSplit, confidence_level: float = 0.95) -> Dict[str, Dict[str, Any]]:
+    """Finding → its share of the split's images (``{"value", "ci_low", "ci_high", "successes", "trials"}``), and
+    ``"No Finding"`` → the share of images with none of the findings."""
+    positives = scored.references.sum(axis=0)
+    shares = dict(zip(scored.label_names, proportions(positives, np.full_like(positives, scored.num_images),
+                                                      confidence_level)))
+    shares[NO_FINDING] = proportion(int((scored.references.sum(axis=1) == 0).sum()), scored.num_images,
+                                    confidence_level)
+    return shares
+
+
+def evaluate_split(
+    scored: ScoredSplit,
+    *,
+    operating_points: Optional[OperatingPoints] = None,
+    scaling: Optional[CalibrationScaling] = None,
+    confidence_level: float = 0.95,
+    ece_bins: int = 10,
+    interval: str = "auto",
+    reference: Optional[ScoredSplit] = None,
+) -> Dict[str, Any]:
+    """Everything ``evaluation_<split>.json`` holds about ``scored`` (see the module docstring).
+
+    Args:
+        scored: the split's labels, probabilities and metadata.
+        operating_points: thresholds (chosen on validation), or None to report no operating point.
+        scaling: a calibration scaling fitted on validation, or None.
+        confidence_level: of every interval. ece_bins: bins of the ECE. interval: the AUC interval method.
+        reference: another scored split (validation) to show the prevalence shift against, or None.
+
+    Raises:
+        ValueError: if the thresholds or the scaling miss one of the split's findings, or from the metric's checks.
+    """
+    names = list(scored.label_names)
+    references, probabilities = scored.references, scored.probabilities
+    masks, not_available = subgroup_masks(scored.metadata, scored.num_images)
+    thresholds = None
+    if operating_points is not None:
+        missing = [name for name in names if name not in operating_points.thresholds]
+        if missing:
+            raise ValueError(f"the operating points have no threshold for {', '.join(missing)}")
+        thresholds = [operating_points.thresholds[name] for name in names]
+
+    # One sort per finding serves the whole split and every subgroup; one count at the operating points too.
+    keys = [_WHOLE_SPLIT, *subgroup_keys(masks)]
+    rows = np.stack([np.ones(scored.num_images, dtype=bool), *(masks[key[0]][key[1]] for key in keys[1:])])
+    with warnings.catch_warnings(record=True) as undefined:
+        warnings.simplefilter("always", UndefinedAUCWarning)
+        summaries = roc_auc_by_subgroup(references, probabilities, {"/".join(key): row for key, row in zip(keys, rows)},
+                                        label_names=names, confidence_level=confidence_level, interval=interval)
+    if undefined:
+        logger.info("%s: %d AUC(s) undefined (no positive or no negative image): reported as NaN", scored.split,
+                    len(undefined))
+    summaries_by_key = {key: summaries["/".join(key)] for key in keys}
+    counts = no_finding = None
+    if thresholds is not None:
+        calls = positive_calls(probabilities, thresholds)
+        counts = confusion_counts(references, calls, rows)
+        no_finding = no_finding_counts(references, calls, rows)
+
+    report: Dict[str, Any] = {
+        "split": scored.split,
+        "split_description": scored.description,
+        "num_images": scored.num_images,
+    }
+    if "patient_id" in scored.metadata:
+        report["num_patients"] = int(np.unique(scored.metadata["patient_id"]).size)
+    report["confidence_level"] = float(confidence_level)
+    report["label_names"] = names
+    report["prevalence"] = prevalence(scored, confidence_level)
+    report["roc_auc"] = {
+        **auc_report(summaries_by_key[_WHOLE_SPLIT]),
+        "interval": interval,
+        "interval_description": INTERVAL_DESCRIPTIONS[interval],
+    }
+    if operating_points is not None:
+        report["operating_point_rule"] = {
+            "rule": operating_points.rule,
+            "target_sensitivity": operating_points.target_sensitivity,
+            "chosen_on": operating_points.chosen_on,
+            "num_images": operating_points.num_images,
+            "description": operating_points.describe(),
+            "fallbacks": dict(operating_points.fallbacks),
+        }
+        report["operating_points"] = operating_point_report(
+            references, probabilities, operating_points, confidence_level, counts=tuple(count[0] for count in counts))
+        report["no_finding_false_positive_rate"] = proportion(int(no_finding[0][0]), int(no_finding[1][0]),
+                                                              confidence_level)
+    report["calibration_settings"] = {
+        "ece_bins": int(ece_bins),
+        "ece_binning": ECE_BINNING.format(bins=ece_bins),
+        "scaling": None if scaling is None else scaling.method,
+        "scaling_fitted_on": None if scaling is None else scaling.fitted_on,
+        "scaling_not_fitted": {} if scaling is None else dict(scaling.not_fitted),
+    }
+    report["calibration"] = calibration_report(references, probabilities, names, ece_bins, scaling)
+    subgroups = subgroup_reports(
+        names, masks, summaries_by_key, confidence_level=confidence_level, patient_ids=scored.metadata.get("patient_id"),
+        counts=None if counts is None else tuple(count[1:] for count in counts),
+        no_finding=None if no_finding is None else tuple(count[1:] for count in no_finding),
+    )
+    report["subgroups"] = subgroups
+    if not_available:
+        report["subgroups_not_available"] = not_available
+    report["largest_gaps"] = largest_gaps(subgroups, names)
+    if reference is not None:
+        report["prevalence_shift"] = prevalence_shift(reference, scored, confidence_level)
+    return report
+
+
+def prevalence_shift(reference: ScoredSplit, scored: ScoredSplit, confidence_level: float = 0.95
+                     ) -> Dict[str, Any]:
+    """Each finding's (and "No Finding"'s) prevalence in ``reference`` and in ``scored``, and their difference.
+
+    Returns:
+        ``{"reference_split", "split", "per_finding": {finding: {"reference": rate, "split": rate, "difference"}}}``:
+        the names of the two splits, then per finding its prevalence in each (Wilson-interval rates) and
+        ``split`` minus ``reference``.
+    """
+    before, after = prevalence(reference, confidence_level), prevalence(scored, confidence_level)
+    per_finding = {}
+    for name in (*scored.label_names, NO_FINDING):
+        if name not in before:
+            continue
+        per_finding[name] = {
+            "reference": before[name],
+            "split": after[name],
+            "difference": after[name]["value"] - before[name]["value"],
+        }
+    return {"reference_split": reference.split, "split": scored.split, "per_finding": per_finding}
