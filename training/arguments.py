@@ -450,9 +450,13 @@ def ipu_config_name_from_argv(argv: Sequence[str]) -> Optional[str]:
 
 
 def parse_arguments(
-    argv: Sequence[str], training_arguments_class: type, argument_classes: Sequence[type] = RECIPE_ARGUMENTS
+    argv: Sequence[str], training_arguments_class: type, argument_classes: Sequence[type] = RECIPE_ARGUMENTS,
+    defaults: Optional[Dict[str, Any]] = None,
 ) -> Tuple[Any, ...]:
     """Parse flags, a ``.json`` file, or a ``.json`` file followed by overriding flags.
+
+    ``defaults`` replace the recipe's parser defaults (e.g. no evaluation schedule for a script that only predicts);
+    the JSON file and the flags still win over them.
 
     Returns:
         One instance of each of ``argument_classes`` (the recipe's: ``ModelArguments``, ``DataTrainingArguments``,
@@ -463,7 +467,8 @@ def parse_arguments(
             that no dataclass knows.
     """
     parser = RecipeArgumentParser((*argument_classes, training_arguments_class))
-    defaults = {key: value for key, value in hardware_defaults().items() if _has_field(training_arguments_class, key)}
+    defaults = {**hardware_defaults(), **(defaults or {})}
+    defaults = {key: value for key, value in defaults.items() if _has_field(training_arguments_class, key)}
     argv = list(argv)
     if argv and argv[0].endswith(".json"):
         from_file = _read_json_arguments(Path(argv[0]))

@@ -55,6 +55,8 @@ from training.arguments import (  # noqa: E402
 logger = logging.getLogger("training.evaluate")
 
 SPLITS = ("validation", "test")
+PREDICT_ONLY = {"eval_strategy": "no", "save_strategy": "no", "load_best_model_at_end": False, "logging_strategy": "no"}
+"""``TrainingArguments`` defaults for a Trainer that only predicts (the recipe's are for training)."""
 
 
 @dataclass
@@ -127,7 +129,7 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
     from transformers import TrainingArguments
 
     scoring_args, data_args, evaluation_args, training_args = parse_arguments(
-        argv, TrainingArguments, (ScoringArguments, DataTrainingArguments, EvaluationArguments))
+        argv, TrainingArguments, (ScoringArguments, DataTrainingArguments, EvaluationArguments), defaults=PREDICT_ONLY)
     _setup_logging(training_args)
 
     from training.augment import AugmentAndNormalise, ImageGeometry

@@ -77,9 +77,6 @@ from training.trainer import checkpoint_to_resume  # noqa: E402
 
 logger = logging.getLogger(__name__)
 
-CONFIDENCE_LEVEL = 0.95
-"""Level of the DeLong intervals reported for the final validation and test scores."""
-
 COLUMNS = ["image", "labels"]
 """The columns the transforms read; the others (metadata, boxes) are never decoded during training."""
 
@@ -136,7 +133,7 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, float]:
         trainer.save_model()
         trainer.save_state()
         results.update(_report(trainer, "train", train_result.metrics))
-    trainer.compute_metrics = MultiLabelROCAUC(LABELS, confidence_level=CONFIDENCE_LEVEL)
+    trainer.compute_metrics = MultiLabelROCAUC(LABELS, confidence_level=evaluation_args.confidence_level)
     if training_args.do_eval:
         results.update(_report(trainer, "eval", trainer.evaluate()))
     prediction, scored = None, {}

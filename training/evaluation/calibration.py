@@ -189,7 +189,8 @@ def fit_scaling(
         if positives == 0 or positives == labels.shape[0]:
             not_fitted[name] = f"no {'positive' if positives == 0 else 'negative'} image in {fitted_on}"
             continue
-        model = LogisticRegression(C=np.inf, fit_intercept=method == "platt", max_iter=1000)
+        # unpenalised, and solved to the optimum (scikit-learn's default tolerance stops 1e-3 short of it)
+        model = LogisticRegression(C=np.inf, fit_intercept=method == "platt", tol=1e-10, max_iter=1000)
         model.fit(logits[:, column:column + 1], labels[:, column])
         slope = float(model.coef_[0, 0])
         if not slope > 0.0:

@@ -72,18 +72,18 @@ class ScoredSplit:
             )
         unique, counts = np.unique(self.image_ids, return_counts=True)
         if (counts > 1).any():
-            raise ValueError(f"{self.split}: image {unique[counts > 1][0]!r} appears {counts.max()} times")
+            raise ValueError(f"{self.split}: image {str(unique[counts > 1][0])!r} appears {counts.max()} times")
         binary = (self.references == 0) | (self.references == 1)
         if not binary.all():
             row, column = np.argwhere(~binary)[0]
             raise ValueError(f"{self.split}: the label of {self.label_names[column]} for image "
-                             f"{self.image_ids[row]} is {self.references[row, column]!r}, not 0 or 1")
+                             f"{self.image_ids[row]} is {self.references[row, column].item()!r}, not 0 or 1")
         self.references = self.references.astype(np.int8)
         valid = (self.probabilities >= 0.0) & (self.probabilities <= 1.0)  # False for NaN too
         if not valid.all():
             row, column = np.argwhere(~valid)[0]
             raise ValueError(f"{self.split}: the probability of {self.label_names[column]} for image "
-                             f"{self.image_ids[row]} is {self.probabilities[row, column]!r}, not in [0, 1]")
+                             f"{self.image_ids[row]} is {self.probabilities[row, column].item()!r}, not in [0, 1]")
         for name, values in self.metadata.items():
             if len(values) != shape[0]:
                 raise ValueError(f"{self.split}: metadata column {name!r} has {len(values)} rows, not {shape[0]}")
