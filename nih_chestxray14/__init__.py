@@ -30,12 +30,22 @@ Configs
     ``export`` and ``push`` commands zstd-compress those image columns in Parquet). Every PNG becomes 8-bit grey:
     16-bit grey by its bit depth (``value * 255 / 65535``), colour and palette by ITU-R 601-2 luma, alpha dropped
     (:func:`~nih_chestxray14.pixels.gray_pixels`); ``default`` keeps such PNGs as they are.
-    Parameters: ``validation_fraction`` (default 0.1), ``allow_missing_images`` (default False).
+    Parameters: ``validation_fraction`` (default 0.1), ``allow_missing_images`` (default False), ``split_lists``
+    (default None: NIH's split) and ``allow_split_overlap`` (default False).
 
 Splits
     ``test``: NIH's ``test_list.txt`` (25,596 images). ``train`` + ``validation``: ``train_val_list.txt`` (86,524).
     ``validation`` holds the train_val *patients* whose salted SHA-256 bucket is below ``validation_fraction``
     (rule in :mod:`nih_chestxray14.splits`): 2,752 patients and 8,569 images by default. No patient is in two splits.
+    ``split_lists={"train": path, "validation": path, "test": path}`` builds on your own lists instead, e.g.
+    CheXNet's, after checking that they are disjoint and patient-wise (:mod:`nih_chestxray14.split_lists`).
+    Either way the split is recorded in ``DatasetInfo.description``; ``split_description(ds)`` reads it back
+    (:mod:`nih_chestxray14.split_record`).
+
+Expert labels
+    Google's radiologist-adjudicated labels of four findings on 4,374 images are read from ``data_dir`` and matched
+    to ``image_id`` by :mod:`nih_chestxray14.expert_labels`; :mod:`nih_chestxray14.expert_findings` maps NIH's 14
+    findings onto three of them.
 
 Schema (every config; in this order)
     ``image`` (``datasets.Image``): the PNG.
@@ -65,7 +75,11 @@ from .datasets_compat import register
 from .labels import LABELS, NO_FINDING, NUM_LABELS
 from .loading import load
 from .schema import FEATURES
+from .split_record import describe_split, split_description
 
 register(DATASET_NAME, BUILDER_MODULE, code_hash(), DATA_FILES_REFUSED)
 
-__all__ = ["FEATURES", "LABELS", "NO_FINDING", "NUM_LABELS", "NIHChestXray14", "NIHChestXray14Config", "load"]
+__all__ = [
+    "FEATURES", "LABELS", "NO_FINDING", "NUM_LABELS", "NIHChestXray14", "NIHChestXray14Config", "describe_split",
+    "load", "split_description",
+]

@@ -30,6 +30,7 @@ from .errors import NIHChestXray14Error
 from .hub import redact_secrets
 from .loading import load
 from .publish import DEFAULT_MAX_SHARD_SIZE, MAX_DEFAULT_THREADS, export, parse_shard_size, push
+from .split_record import split_description
 from .splits import SPLITS
 
 PROG = "nih-chestxray14"
@@ -94,6 +95,13 @@ def _fraction(text: str) -> float:
     return value
 
 
+def _split_list(text: str) -> tuple:
+    split, sep, path = text.partition("=")
+    if not sep or split not in SPLITS or not path:
+        raise argparse.ArgumentTypeError(f"{text!r} is not SPLIT=FILE with SPLIT one of {', '.join(SPLITS)}")
+    return split, path
+
+
 def _add_builder_arguments(parser: argparse.ArgumentParser, *, many_configs: bool) -> None:
     group = parser.add_argument_group("dataset")
     group.add_argument("--data-dir", type=Path, required=True,
@@ -113,6 +121,13 @@ def _add_builder_arguments(parser: argparse.ArgumentParser, *, many_configs: boo
                        help="share of train_val patients that form validation (default: 0.1)")
     group.add_argument("--allow-missing-images", action="store_true",
                        help="build from a partial download, skipping (and counting) images that are absent")
+    if not many_configs:  # export and push write NIH's official split, which their card describes
+        group.add_argument("--split-list", dest="split_lists", action="append", type=_split_list, metavar="SPLIT=FILE",
+                           help="build on your own split list instead of NIH's, e.g. train=train_list.txt; repeat "
+                                "for train, test and optionally validation (format and checks: "
+                                "nih_chestxray14.split_lists)")
+        group.add_argument("--allow-split-overlap", action="store_true",
+                           help="with --split-list, build even when the lists share images or patients (logged)")
 
 
 def _add_writer_arguments(parser: argparse.ArgumentParser, *, chunking_default: bool) -> None:
@@ -215,9 +230,18 @@ def _check_data_dir(args) -> None:
 
 
 def _builder_kwargs(args) -> dict:
-    return {"data_dir": str(args.data_dir), "num_proc": args.num_proc,
-            "cache_dir": str(args.cache_dir) if args.cache_dir else None,
-            "validation_fraction": args.validation_fraction, "allow_missing_images": args.allow_missing_images}
+    kwargs = {"data_dir": str(args.data_dir), "num_proc": args.num_proc,
+              "cache_dir": str(args.cache_dir) if args.cache_dir else None,
+              "validation_fraction": args.validation_fraction, "allow_missing_images": args.allow_missing_images}
+    split_lists = getattr(args, "split_lists", None)
+    if split_lists:
+        given = dict(split_lists)
+        if len(given) < len(split_lists):
+            raise UsageError("--split-list names one split twice; give each split once")
+        kwargs.update(split_lists=given, allow_split_overlap=args.allow_split_overlap)
+    elif getattr(args, "allow_split_overlap", False):
+        raise UsageError("--allow-split-overlap applies only with --split-list")
+    return kwargs
 
 
 def run_download(args) -> int:
@@ -247,6 +271,7 @@ def run_prepare(args) -> int:
     dataset_dict = load(name=args.config, **_builder_kwargs(args))
     sizes = ", ".join(f"{split}: {len(ds):,}" for split, ds in dataset_dict.items())
     print(f"prepared {args.config} ({sizes})")
+    print(f"split: {split_description(dataset_dict)}")
     return 0
 
 

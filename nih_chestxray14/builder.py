@@ -1,4 +1,7 @@
-"""The ``datasets`` builder for NIH ChestX-ray14: configs, features, the official patient-wise splits, and examples.
+"""The ``datasets`` builder for NIH ChestX-ray14: configs, features, the patient-wise splits, and examples.
+
+The splits are NIH's official ones (:mod:`.splits`) or the user's own lists (``split_lists``, :mod:`.split_lists`);
+either way the split is recorded in ``DatasetInfo.description`` (:mod:`.split_record`).
 
 ``_split_generators`` checks everything that can be checked before anything is written, so that those errors reach
 ``load_dataset`` callers as themselves: the metadata (:mod:`.metadata`), the split lists and patients
@@ -24,6 +27,7 @@ import datasets
 
 from .archives import NIH_ARCHIVE_URLS
 from .datasets_compat import discard_stale_build, remove_lock_folders
+from .labels import multi_hot
 from .metadata import NIH_RELEASE_PAGE, read_release_metadata
 from .pixels import check_png, resize_png
 from .schema import FEATURES, make_example
@@ -36,7 +40,10 @@ from .sources import (
     read_files,
     release_fingerprint,
 )
-from .splits import SPLITS, assign_splits, check_validation_fraction
+from .split_lists import assign_listed_splits, count_label_mismatches, list_overlaps, read_split_lists
+from .split_lists import split_lists_fingerprint
+from .split_record import describe_split, split_line
+from .splits import SPLITS, SplitAssignment, assign_splits, check_validation_fraction
 from .workers import children_end_with_this_process, end_with_parent
 
 logger = logging.getLogger(__name__)
@@ -70,9 +77,8 @@ _CITATION = """\
 
 _DESCRIPTION = """\
 NIH ChestX-ray14: 112,120 frontal chest X-rays (1024 x 1024, 8-bit PNG) of 30,805 patients, labelled with 14 findings
-mined from the radiology reports, on NIH's official patient-wise train_val/test split. Validation is a deterministic
-10% of the train_val patients. Labels are multi-hot in the order of NIH's paper and CheXNet; "No Finding" is the
-all-zero vector.
+mined from the radiology reports. Labels are multi-hot in the order of NIH's paper and CheXNet; "No Finding" is the
+all-zero vector. No patient is in two splits unless the line below says so; it names the split this copy was built on.
 """
 
 CITATION = _CITATION
@@ -80,9 +86,12 @@ CITATION = _CITATION
 
 _VERSION = datasets.Version("1.0.0")
 
-_CONFIG_PARAMETERS = ("image_size", "validation_fraction", "allow_missing_images")
+_CONFIG_PARAMETERS = ("image_size", "validation_fraction", "allow_missing_images", "split_lists", "allow_split_overlap")
 
-_SOURCE_MODULES = ("archives", "builder", "errors", "labels", "metadata", "pixels", "schema", "sources", "splits")
+_SOURCE_MODULES = (
+    "archives", "builder", "errors", "labels", "metadata", "pixels", "schema", "sources", "split_lists",
+    "split_record", "splits",
+)
 
 
 def code_hash() -> str:
@@ -106,22 +115,36 @@ class NIHChestXray14Config(datasets.BuilderConfig):
             0 there is no validation split.
         allow_missing_images: build from a partial download, skipping (and logging the count of) listed images that
             are not found; by default a missing image is an error.
+        split_lists: ``None`` for NIH's official split; else your own lists, ``{"train": path, "validation": path,
+            "test": path}`` (validation optional), e.g. CheXNet's (format and checks: :mod:`.split_lists`).
+        allow_split_overlap: with ``split_lists``, build even when the lists share images or patients (logging the
+            counts); by default that is an error.
     """
 
     image_size: Optional[int] = None
     validation_fraction: float = 0.1
     allow_missing_images: bool = False
+    split_lists: Optional[Dict[str, str]] = None
+    allow_split_overlap: bool = False
 
     def create_config_id(self, config_kwargs: Dict[str, Any], custom_features=None) -> str:
         """The name of this config's cache folder, as ``datasets`` makes it, from what decides the data: the
         parameters that differ from the named config's defaults (so ``validation_fraction=0.1`` passed explicitly
-        reuses a plain load's cache), ``data_dir`` (resolved by the builder) and the release's fingerprint
-        (:func:`~.sources.release_fingerprint`), so that a changed release is built again."""
+        reuses a plain load's cache), ``data_dir`` (resolved by the builder), the release's fingerprint
+        (:func:`~.sources.release_fingerprint`), so that a changed release is built again, and the split lists by
+        resolved path and content (:func:`~.split_lists.split_lists_fingerprint`), so that an edited list is too.
+
+        Raises:
+            ValueError, MissingMetadataError: for a ``split_lists`` that is not a mapping of train/validation/test to
+                existing files.
+        """
         defaults = _CONFIGS_BY_NAME.get(self.name)
         kwargs = {
             key: value for key, value in config_kwargs.items()
             if not (defaults is not None and key in _CONFIG_PARAMETERS and value == getattr(defaults, key))
         }
+        if self.split_lists is not None:
+            kwargs["split_lists"] = split_lists_fingerprint(self.split_lists)
         if self.data_dir is not None:
             kwargs["release"] = release_fingerprint(self.data_dir)
         return super().create_config_id(kwargs, custom_features=custom_features)
@@ -142,7 +165,8 @@ _CONFIGS_BY_NAME = {config.name: config for config in _CONFIGS}
 
 
 class NIHChestXray14(datasets.GeneratorBasedBuilder):
-    """NIH ChestX-ray14 on its official patient-wise split, with multi-hot labels in :data:`~.labels.LABELS` order.
+    """NIH ChestX-ray14 on its official patient-wise split (or on ``split_lists``), with multi-hot labels in
+    :data:`~.labels.LABELS` order.
 
     ``data_dir`` is a folder with NIH's metadata (``Data_Entry_2017_v2020.csv`` or ``Data_Entry_2017.csv``,
     ``train_val_list.txt``, ``test_list.txt``, optionally ``BBox_List_2017.csv``) and, if already downloaded, the
@@ -181,8 +205,10 @@ class NIHChestXray14(datasets.GeneratorBasedBuilder):
             raise
 
     def _info(self) -> datasets.DatasetInfo:
+        config = self.config
+        split = describe_split(config.split_lists, check_validation_fraction(config.validation_fraction))
         return datasets.DatasetInfo(
-            description=_DESCRIPTION,
+            description=_DESCRIPTION + split_line(split) + "\n",
             features=FEATURES,
             homepage=_HOMEPAGE,
             license=_LICENSE,
@@ -195,18 +221,12 @@ class NIHChestXray14(datasets.GeneratorBasedBuilder):
         if config.image_size is not None and (not isinstance(config.image_size, int) or config.image_size < 1):
             raise ValueError(f"image_size must be a positive number of pixels or None, got {config.image_size!r}")
         release = read_release_metadata(config.data_dir)
-        assignment = assign_splits(
-            {name: entry.patient_id for name, entry in release.entries.items()},
-            release.train_val,
-            release.test,
-            fraction,
-            train_val_source=release.train_val_list,
-            test_source=release.test_list,
-        )  # raises SplitError if a patient would span two splits
+        assignment, describe = self._assign_splits(release, fraction)
         source = locate_images(config.data_dir) or self._download_archives(dl_manager)
         index = self._index(source, dl_manager)
 
         generators = []
+        counts = {}
         for split in SPLITS:
             names = assignment.images(split)
             if index is not None:
@@ -214,6 +234,7 @@ class NIHChestXray14(datasets.GeneratorBasedBuilder):
             if not names:  # e.g. validation_fraction=0: datasets cannot read back an empty split
                 logger.info("the %s split is empty and is left out", split)
                 continue
+            counts[split] = (len(names), len({release.entries[name].patient_id for name in names}))
             gen_kwargs = {
                 "split": split,
                 "entries": {name: release.entries[name] for name in names},
@@ -224,7 +245,43 @@ class NIHChestXray14(datasets.GeneratorBasedBuilder):
             else:
                 gen_kwargs.update(self._archive_shards(names, source, index, dl_manager))
             generators.append(datasets.SplitGenerator(name=split, gen_kwargs=gen_kwargs))
+        # Saved with the dataset (datasets writes self.info once the splits are generated).
+        self.info.description = _DESCRIPTION + split_line(describe(counts)) + "\n"
         return generators
+
+    def _assign_splits(self, release, fraction: float):
+        """The split assignment (official or from ``split_lists``), checked before anything is generated, and a
+        function of the built sizes that describes it (:func:`~.split_record.describe_split`).
+
+        Raises:
+            SplitError: lists that place an image in neither or both official lists, a patient in two splits, or
+                (custom lists) a listed image without an entry CSV row or lists that share images or patients.
+            ValueError: ``allow_split_overlap`` without ``split_lists``, or a validation list beside a
+                ``validation_fraction`` other than 0.1.
+        """
+        config = self.config
+        patient_of_image = {name: entry.patient_id for name, entry in release.entries.items()}
+        if config.split_lists is None and config.allow_split_overlap:
+            raise ValueError("allow_split_overlap applies only with split_lists; NIH's own lists never overlap")
+        if config.split_lists is None:
+            assignment = assign_splits(
+                patient_of_image, release.train_val, release.test, fraction,
+                train_val_source=release.train_val_list, test_source=release.test_list,
+            )
+            return assignment, lambda counts: describe_split(None, fraction, counts)
+        lists = read_split_lists(config.split_lists)
+        assignment: SplitAssignment = assign_listed_splits(
+            patient_of_image, lists, fraction, allow_overlap=config.allow_split_overlap
+        )
+        mismatches = count_label_mismatches(
+            lists, {name: multi_hot(entry.findings) for name, entry in release.entries.items()}
+        )
+        if mismatches:
+            logger.warning("%d lines of the split lists carry labels that differ from %s; the dataset uses the "
+                           "entry CSV's labels", mismatches, os.path.basename(release.entry_csv))
+        shared = "; ".join(overlap.describe() for overlap in list_overlaps(lists))
+        return assignment, lambda counts: describe_split(lists, fraction, counts, unlisted=assignment.unlisted,
+                                                         shared=shared)
 
     def _generate_examples(self, split, entries, boxes, files=(), archives=(), num_archives=0) -> Iterator:
         end_with_parent()

@@ -39,3 +39,8 @@ class MissingImagesError(NIHChestXray14Error, FileNotFoundError):
 
 class CorruptImageError(NIHChestXray14Error, ValueError):
     """A PNG that is truncated or corrupt; the message names the file or the archive and member."""
+
+
+class ExpertLabelError(NIHChestXray14Error, ValueError):
+    """An expert-label CSV (Google's or torchxrayvision's copy) that cannot be read or does not fit NIH's split lists;
+    the message names the file and line."""

@@ -28,7 +28,9 @@ def load(
         streaming: return an ``IterableDataset(Dict)`` that reads the release as it goes, with no cache.
         num_proc: processes for building; a shard is one archive (NIH has 12) or one extracted PNG.
         cache_dir: ``datasets`` cache directory.
-        **config_kwargs: ``validation_fraction`` (default 0.1) and ``allow_missing_images`` (default False).
+        **config_kwargs: ``validation_fraction`` (default 0.1), ``allow_missing_images`` (default False),
+            ``split_lists`` (default None: NIH's split; else ``{"train": path, "validation": path, "test": path}``,
+            see :mod:`nih_chestxray14.split_lists`) and ``allow_split_overlap`` (default False).
 
     Raises:
         nih_chestxray14.errors.NIHChestXray14Error: a subclass naming the file, row or member, for bad input. Errors

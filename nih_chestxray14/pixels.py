@@ -26,6 +26,11 @@ from PIL import Image
 
 from .errors import CorruptImageError
 
+try:  # Intel's ISA-L inflates the same deflate streams several times faster than zlib (benchmarks/README.md)
+    from isal import isal_zlib as inflate_library
+except ImportError:  # a platform without isal's wheels: the standard library gives the same answers, slower
+    inflate_library = zlib
+
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 RESIZED_COMPRESS_LEVEL = 0
 """zlib level of resized PNGs: 0 stores the rows uncompressed, so that every training epoch decodes them fast."""
@@ -123,7 +128,7 @@ def _row_starts(header: PngHeader) -> Tuple[np.ndarray, int]:
 def _check_image_data(header: PngHeader, idat: Sequence[memoryview], where: str) -> None:
     """Inflate the image data piece by piece: it must end where the header says, with filter bytes 0-4."""
     starts, expected = _row_starts(header)
-    inflater = zlib.decompressobj()
+    inflater = inflate_library.decompressobj()
     produced = 0
     try:
         for payload in idat:
@@ -134,7 +139,7 @@ def _check_image_data(header: PngHeader, idat: Sequence[memoryview], where: str)
                 produced = _check_filters(piece, produced, starts, where)
         if produced <= expected:
             produced = _check_filters(inflater.flush(), produced, starts, where)
-    except zlib.error as error:
+    except inflate_library.error as error:
         raise CorruptImageError(f"{where} is corrupt: its image data does not inflate ({error}); {_ADVICE}") from None
     if not inflater.eof or produced != expected:
         raise CorruptImageError(

@@ -77,16 +77,21 @@ def export(data_dir: Optional[os.PathLike], out: os.PathLike, configs: Sequence[
            content_defined_chunking: bool = False, num_threads: Optional[int] = None, **config_kwargs) -> Path:
     """Prepare each config with the builder (reusing its cache) and export it into ``out``; return ``out``.
 
-    ``config_kwargs`` (``validation_fraction``, ``allow_missing_images``) go to the builder. ``repo_id`` only names
-    the repo in the card's usage example. Configs already in ``out`` (from an earlier export) stay in its card.
+    ``config_kwargs`` (``validation_fraction``, ``allow_missing_images``) go to the builder; ``split_lists`` is
+    refused. ``repo_id`` only names the repo in the card's usage example. Configs already in ``out`` (from an
+    earlier export) stay in its card.
     ``content_defined_chunking`` (as ``push_to_hub`` writes; off by default, as it slows a local export) and
     ``num_threads`` (shards written at once): see :mod:`nih_chestxray14.parquet`.
 
     Raises:
-        PublishError: a bad ``max_shard_size``, or ``out`` holds something an earlier export did not write that
-            this export would replace (a README.md that is not this dataset's card, a file in a config's folder).
+        PublishError: a bad ``max_shard_size``, ``split_lists`` among ``config_kwargs``, or ``out`` holds something
+            an earlier export did not write that this export would replace (a README.md that is not this dataset's
+            card, a file in a config's folder).
         NIHChestXray14Error: from the builder, for bad input in ``data_dir``.
     """
+    if config_kwargs.get("split_lists") is not None:
+        raise PublishError("export and push write NIH's official split, which the card they write describes; a copy "
+                           "built on split_lists is not exported, as its card would name the wrong split")
     out = Path(out)
     shard_bytes = parse_shard_size(max_shard_size)
     existing = check_replaceable(out, [data_dir_for(config) for config in configs])

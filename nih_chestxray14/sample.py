@@ -9,6 +9,9 @@
   ``train_val_list.txt`` and ``test_list.txt`` (patient-wise), and ``BBox_List_2017.csv`` for a few images,
   spelling Infiltration ``Infiltrate`` as NIH's box file does.
 - the pixels in one of NIH's layouts (see :data:`LAYOUTS`).
+- optionally, expert labels for some test and train_val images in Google's format or torchxrayvision's (see
+  :data:`EXPERT_LABEL_FORMATS`), derived from the planted findings by the documented 14 → 4 rule
+  (:data:`~nih_chestxray14.expert_findings.NIH_TO_EXPERT`), with Fracture, which NIH's findings lack, drawn at random.
 
 With ``signal=True`` every finding plants its own visual pattern (see :data:`FINDING_PATTERNS`), large and strong
 enough that a small ViT at 32–64 px learns it within a few hundred CPU steps; boxes in ``BBox_List_2017.csv`` then
@@ -21,6 +24,7 @@ Everything is deterministic in ``seed``.
 from __future__ import annotations
 
 import csv
+import gzip
 import hashlib
 import io
 import logging
@@ -33,6 +37,8 @@ import numpy as np
 from PIL import Image
 
 from .archives import archive_name
+from .expert_findings import EXPERT_FINDINGS, NIH_TO_EXPERT
+from .expert_labels import GOOGLE_FILES, GOOGLE_TEST, GOOGLE_VALIDATION, TORCHXRAYVISION_FILES
 from .labels import LABELS, NO_FINDING
 from .metadata import BBOX_CSV_NAMES, TEST_LIST, TRAIN_VAL_LIST
 from .pixels import encode_gray_png
@@ -50,6 +56,14 @@ CSV_VARIANTS: Tuple[str, ...] = ("v2020", "patient-sex", "trailing-comma", "2017
 ``trailing-comma``: every line ends with a comma, giving an empty 12th column;
 ``2017``: Kaggle's older ``Data_Entry_2017.csv``, with the trailing comma and an implausible age (as in the real
 file, whose ages reach 414)."""
+
+EXPERT_LABEL_FORMATS: Tuple[str, ...] = ("google", "torchxrayvision")
+"""``google``: ``four_findings_expert_labels/test_labels.csv`` and ``validation_labels.csv``, the entry CSV's columns
+followed by the four findings (YES/NO), as Google describes its files; ``torchxrayvision``:
+``google2019_nih-chest-xray-labels.csv.gz``, the same columns plus ``Set Id`` (``test`` or ``val``)."""
+
+FRACTURE_PREVALENCE = 0.05
+"""Share of expert-labelled images with a Fracture (Google's sets have 4.2%; no NIH finding plants one)."""
 
 NIH_PREVALENCE: Mapping[str, float] = {
     "Atelectasis": 0.103,
@@ -372,6 +386,14 @@ def _entry_csv_name(csv_variant: str) -> str:
     return "Data_Entry_2017.csv" if csv_variant == "2017" else "Data_Entry_2017_v2020.csv"
 
 
+def _entry_row(image: _SampleImage) -> list:
+    width, height, spacing = image.geometry
+    return [
+        image.name, "|".join(image.findings) or NO_FINDING, image.follow_up, image.patient_id, image.age,
+        image.sex, image.view, width, height, spacing, spacing,
+    ]
+
+
 def _write_entry_csv(root: Path, images: Sequence[_SampleImage], csv_variant: str) -> None:
     header = list(_HEADER_V2020)
     if csv_variant == "patient-sex":
@@ -379,14 +401,10 @@ def _write_entry_csv(root: Path, images: Sequence[_SampleImage], csv_variant: st
     trailing = csv_variant in ("trailing-comma", "2017")
     rows = []
     for index, image in enumerate(sorted(images, key=lambda item: item.name)):
-        width, height, spacing = image.geometry
-        age = image.age
+        row = _entry_row(image)
         if csv_variant == "2017" and index == 1:
-            age = 400 + age % 20  # the older file's ages reach 414
-        rows.append([
-            image.name, "|".join(image.findings) or NO_FINDING, image.follow_up, image.patient_id, age,
-            image.sex, image.view, width, height, spacing, spacing,
-        ])
+            row[4] = 400 + image.age % 20  # the older file's ages reach 414
+        rows.append(row)
     with open(root / _entry_csv_name(csv_variant), "w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle, lineterminator="\n")
         for row in [header] + rows:
@@ -432,6 +450,51 @@ def _write_bbox_csv(
         writer.writerows(rows)
 
 
+def expert_labels_of(findings: Sequence[str], fracture: bool = False) -> Tuple[int, int, int, int]:
+    """The synthetic expert labels of an image with these planted findings, in
+    :data:`~nih_chestxray14.expert_findings.EXPERT_FINDINGS` order: each mapped finding is positive when any of its
+    NIH findings is planted (:data:`~nih_chestxray14.expert_findings.NIH_TO_EXPERT`); Fracture is ``fracture``."""
+    planted = set(findings)
+    return tuple(
+        int(fracture) if name not in NIH_TO_EXPERT else int(bool(planted & set(NIH_TO_EXPERT[name])))
+        for name in EXPERT_FINDINGS
+    )
+
+
+def _write_expert_labels(root: Path, images: Sequence[_SampleImage], expert_format: str, fraction: float,
+                         seed: int) -> None:
+    """Expert labels for ``fraction`` of the test-list images (Google's test set) and of the train_val-list images
+    (Google's validation set), in ``expert_format``."""
+    rng = np.random.default_rng(_stable_seed(seed, "expert-labels"))  # its own stream: the rest stays as it was
+    chosen = {}
+    for google_split, members in ((GOOGLE_TEST, [i for i in images if i.split == "test"]),
+                                  (GOOGLE_VALIDATION, [i for i in images if i.split != "test"])):
+        members = sorted(members, key=lambda image: image.name)
+        wanted = max(1, round(fraction * len(members))) if members and fraction > 0 else 0
+        picked = sorted(rng.permutation(len(members))[:wanted])
+        chosen[google_split] = [
+            (members[i], expert_labels_of(members[i].findings, rng.random() < FRACTURE_PREVALENCE)) for i in picked
+        ]
+    yes_no = ("NO", "YES")
+    header = _HEADER_V2020 + list(EXPERT_FINDINGS)
+    if expert_format == "google":
+        for google_split, rows in chosen.items():
+            path = root / GOOGLE_FILES[google_split][0]
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with open(path, "w", newline="", encoding="utf-8") as handle:
+                writer = csv.writer(handle, lineterminator="\n")
+                writer.writerow(header)
+                writer.writerows(_entry_row(image) + [yes_no[v] for v in labels] for image, labels in rows)
+    else:
+        set_ids = {GOOGLE_TEST: "test", GOOGLE_VALIDATION: "val"}
+        with gzip.open(root / TORCHXRAYVISION_FILES[0], "wt", newline="", encoding="utf-8") as handle:
+            writer = csv.writer(handle, lineterminator="\n")
+            writer.writerow(header + ["Set Id"])
+            for google_split, rows in chosen.items():
+                writer.writerows(_entry_row(image) + [yes_no[v] for v in labels] + [set_ids[google_split]]
+                                 for image, labels in rows)
+
+
 def _chunks(names: Sequence[str], parts: int) -> List[List[str]]:
     """Cut sorted names into ``parts`` contiguous pieces as equal as possible (as NIH cut its archives)."""
     parts = max(1, min(parts, len(names)))
@@ -458,6 +521,8 @@ def make_release(
     signal_strength: float = 1.0,
     noise: float = 2.0,
     compress_level: int = 6,
+    expert_labels: Optional[str] = None,
+    expert_label_fraction: float = 0.5,
 ) -> Path:
     """Write a synthetic ChestX-ray14 release into ``root`` (created if needed) and return ``root`` as a ``Path``.
 
@@ -478,9 +543,14 @@ def make_release(
             finding is dealt into each split at least once.
         signal_strength, noise: contrast of planted patterns, and film grain in grey levels.
         compress_level: zlib level of the PNGs (NIH-like sizes at 6).
+        expert_labels: ``None`` (no expert labels) or one of :data:`EXPERT_LABEL_FORMATS`: write expert labels for
+            some test-list images (Google's test set) and train_val-list images (Google's validation set), derived
+            from the planted findings (:func:`expert_labels_of`).
+        expert_label_fraction: share of each list's images that get expert labels (at least one each).
 
     Raises:
-        ValueError: for an unknown ``layout`` or ``csv_variant``, a prevalence of an unknown finding, or sizes < 1.
+        ValueError: for an unknown ``layout``, ``csv_variant`` or ``expert_labels``, a prevalence of an unknown
+            finding, an ``expert_label_fraction`` outside ``[0, 1]``, or sizes < 1.
     """
     if layout not in LAYOUTS:
         raise ValueError(f"layout must be one of {', '.join(LAYOUTS)}, got {layout!r}")
@@ -488,6 +558,11 @@ def make_release(
         raise ValueError(f"csv_variant must be one of {', '.join(CSV_VARIANTS)}, got {csv_variant!r}")
     if num_patients < 1 or images_per_patient < 1 or image_size < 8:
         raise ValueError("num_patients and images_per_patient must be >= 1 and image_size >= 8")
+    if expert_labels is not None and expert_labels not in EXPERT_LABEL_FORMATS:
+        raise ValueError(f"expert_labels must be None or one of {', '.join(EXPERT_LABEL_FORMATS)}, got "
+                         f"{expert_labels!r}")
+    if not 0.0 <= expert_label_fraction <= 1.0:
+        raise ValueError(f"expert_label_fraction must be in [0, 1], got {expert_label_fraction!r}")
     prevalence = dict(NIH_PREVALENCE if prevalence is None else prevalence)
     unknown = sorted(set(prevalence) - set(LABELS))
     if unknown:
@@ -534,5 +609,7 @@ def make_release(
     _write_entry_csv(root, images, csv_variant)
     _write_split_lists(root, images)
     _write_bbox_csv(root, images, boxes, image_size, bbox_fraction, rng)
+    if expert_labels is not None:
+        _write_expert_labels(root, images, expert_labels, expert_label_fraction, seed)
     logger.info("wrote a synthetic release of %d images (%s layout) to %s", len(images), layout, root)
     return root

@@ -1,4 +1,4 @@
-"""The official split and the patient-wise validation rule.
+"""The official split and the patient-wise validation rule (the user's own lists: :mod:`.split_lists`).
 
 NIH publishes two lists: ``test_list.txt`` (25,596 images) and ``train_val_list.txt`` (86,524 images), and they are
 patient-wise. This module carves ``validation`` out of ``train_val`` by *patient*, never by image, with a rule that
@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from typing import Dict, Iterable, Mapping, Sequence, Tuple
+from typing import Dict, Iterable, List, Mapping, Sequence, Tuple
 
 from .errors import SplitError
 
@@ -50,30 +50,35 @@ def check_validation_fraction(validation_fraction: float) -> float:
 
 def is_validation_patient(patient_id: int, validation_fraction: float = 0.1) -> bool:
     """Whether a train_val patient belongs to ``validation`` under the rule in this module's docstring."""
-    threshold = round(check_validation_fraction(validation_fraction) * _BUCKETS)
-    return validation_bucket(patient_id) < threshold
+    return validation_bucket(patient_id) < validation_threshold(validation_fraction)
 
 
 @dataclass(frozen=True)
 class SplitAssignment:
-    """Which split each image goes to.
+    """Which images go to each split.
 
     Attributes:
-        split_of_image: image name (``"00000001_000.png"``) → ``"train"``, ``"validation"`` or ``"test"``.
+        images_by_split: ``"train"``, ``"validation"``, ``"test"`` → sorted image names (``"00000001_000.png"``). An
+            image is in one split, except under custom lists built with ``allow_split_overlap=True``.
+        unlisted: images of the entry CSV that no split holds (always 0 for the official split).
     """
 
-    split_of_image: Dict[str, str]
+    images_by_split: Dict[str, List[str]]
+    unlisted: int = 0
 
-    def images(self, split: str) -> list:
+    def images(self, split: str) -> List[str]:
         """The sorted image names of one split."""
-        return sorted(name for name, assigned in self.split_of_image.items() if assigned == split)
+        return list(self.images_by_split.get(split, ()))
 
     def counts(self) -> Dict[str, int]:
         """Number of images per split, in ``SPLITS`` order."""
-        counts = {split: 0 for split in SPLITS}
-        for assigned in self.split_of_image.values():
-            counts[assigned] += 1
-        return counts
+        return {split: len(self.images_by_split.get(split, ())) for split in SPLITS}
+
+
+def validation_threshold(validation_fraction: float) -> int:
+    """The bucket below which a patient is in validation: ``round(validation_fraction * 1000)``; raises
+    ``ValueError`` unless the fraction lies in ``[0, 1)``."""
+    return round(check_validation_fraction(validation_fraction) * _BUCKETS)
 
 
 def assign_splits(
@@ -98,7 +103,7 @@ def assign_splits(
         SplitError: if an image of the CSV is in neither list or in both, or if a patient ends up in two splits
             (NIH's lists are patient-wise, so this means the lists do not belong to this CSV).
     """
-    threshold = round(check_validation_fraction(validation_fraction) * _BUCKETS)
+    threshold = validation_threshold(validation_fraction)
     train_val_set = set(train_val)
     test_set = set(test)
     split_of_image: Dict[str, str] = {}
@@ -126,14 +131,17 @@ def assign_splits(
                 f"{train_val_source} and {test_source} must keep each patient's images together"
             )
         split_of_image[image] = split
-    return SplitAssignment(split_of_image)
+    images_by_split: Dict[str, List[str]] = {split: [] for split in SPLITS}
+    for image in sorted(split_of_image):
+        images_by_split[split_of_image[image]].append(image)
+    return SplitAssignment(images_by_split)
 
 
 def patients_by_split(assignment: SplitAssignment, patient_of_image: Mapping[str, int]) -> Dict[str, set]:
     """The set of patient ids in each split."""
     patients: Dict[str, set] = {split: set() for split in SPLITS}
-    for image, split in assignment.split_of_image.items():
-        patients[split].add(patient_of_image[image])
+    for split, images in assignment.images_by_split.items():
+        patients[split].update(patient_of_image[image] for image in images)
     return patients
 
 

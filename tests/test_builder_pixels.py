@@ -15,6 +15,7 @@ from hypothesis.extra.numpy import arrays
 from PIL import Image
 
 from nih_chestxray14.errors import CorruptImageError
+import nih_chestxray14.pixels
 from nih_chestxray14.pixels import check_png, encode_gray_png, resize_png, resized_size
 from nih_chestxray14.sample import encode_png, synthetic_xray
 
@@ -243,7 +244,14 @@ def test_a_handmade_png_passes_and_pillow_decodes_it(grey_png):
     ],
     ids=["random bytes", "too few rows", "too many rows", "stream cut", "bad filter byte"],
 )
-def test_a_crc_valid_png_whose_image_data_does_not_decode_is_refused(grey_png, damage, message, pillow_decodes):
+@pytest.mark.parametrize("inflater", ["isal", "zlib"])
+def test_a_crc_valid_png_whose_image_data_does_not_decode_is_refused(grey_png, damage, message, pillow_decodes,
+                                                                      inflater, monkeypatch):
+    if inflater == "zlib":  # the standard library's inflater, used where isal has no wheel, must refuse the same
+        monkeypatch.setattr(nih_chestxray14.pixels, "inflate_library", zlib)
+    else:
+        isal_zlib = pytest.importorskip("isal.isal_zlib", reason="isal is not installed on this platform")
+        assert nih_chestxray14.pixels.inflate_library is isal_zlib
     png, rows = grey_png
     damaged = handmade_png(40, 32, 8, 0, rows, idat=damage(rows))
     with pytest.raises(CorruptImageError, match=r"bad\.png is corrupt: " + message):

@@ -91,6 +91,18 @@ def test_release_is_deterministic_in_its_seed(tmp_path):
     assert (first / "Data_Entry_2017_v2020.csv").read_text() == (again / "Data_Entry_2017_v2020.csv").read_text()
 
 
+def test_expert_labels_leave_the_rest_of_the_release_as_it_was(tmp_path):
+    kwargs = dict(num_patients=6, images_per_patient=2, image_size=32, layout="images", seed=5)
+    plain = make_release(tmp_path / "plain", **kwargs)
+    labelled = make_release(tmp_path / "labelled", expert_labels="google", **kwargs)
+    files = sorted(path.relative_to(plain) for path in plain.rglob("*") if path.is_file())
+    assert files == sorted(path.relative_to(labelled) for path in labelled.rglob("*") if path.is_file()
+                           and "four_findings_expert_labels" not in path.parts)
+    assert all((plain / path).read_bytes() == (labelled / path).read_bytes() for path in files)
+    assert sorted(path.name for path in (labelled / "four_findings_expert_labels").iterdir()) == [
+        "test_labels.csv", "validation_labels.csv"]
+
+
 def test_full_size_png_is_grayscale_1024_and_weighs_like_nih(tmp_path):
     pixels, _ = synthetic_xray(1024, seed=7, findings=("Effusion",))
     png = encode_png(pixels)
@@ -165,6 +177,8 @@ def test_every_finding_has_its_own_pattern_place():
         ({"csv_variant": "v1999"}, "csv_variant must be one of"),
         ({"prevalence": {"Tumour": 0.1}}, "unknown findings"),
         ({"num_patients": 0}, "must be >= 1"),
+        ({"expert_labels": "chexpert"}, "expert_labels must be None or one of google, torchxrayvision"),
+        ({"expert_labels": "google", "expert_label_fraction": 1.5}, r"expert_label_fraction must be in \[0, 1\]"),
     ],
 )
 def test_bad_arguments_are_refused(kwargs, message, tmp_path):
