@@ -92,6 +92,10 @@ class ModelCardInputs:
     synthetic_data: bool = False
     """The run used a synthetic sample release (``nih_chestxray14.sample``), not NIH's images: the card says so at
     the top, names the dataset as a synthetic sample in the model-index, and lists no Hub dataset."""
+    split_description: Optional[str] = None
+    """The split the dataset was built on, as the dataset records it (``nih_chestxray14.split_description``)."""
+    custom_split: bool = False
+    """The run used the user's own split lists (``--split_lists``), not NIH's official split: the card says so."""
     evaluation: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     """Split → the run's ``evaluation_<split>.json`` report (``training/evaluation/report.py``): operating points,
     subgroups, calibration and prevalence shift for the card's evaluation sections; ``{}`` without ``--do_predict``.
@@ -334,6 +338,8 @@ def _template_context(inputs: ModelCardInputs) -> Dict[str, Any]:
         calibration_plot=Path(calibration_plot).as_posix() if calibration_plot else None,
         model_name=inputs.model_name,
         synthetic_data=inputs.synthetic_data,
+        split_description=inputs.split_description,
+        custom_split=inputs.custom_split,
         num_labels=len(inputs.label_names),
         label_list=", ".join(inputs.label_names),
         base_model_link=base_model_link,

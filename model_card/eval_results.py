@@ -18,7 +18,8 @@ project writes one file, ``.eval_results/nih_chestxray14.yaml``, holding the mac
 (validation figures are not benchmark results: the best checkpoint was chosen on them). ``dataset.id`` is the Hub
 dataset the run used, or the builder's name ``nih_chestxray14`` for a local release, as in the card's
 ``model-index``; ``task_id`` is the split, ``test``, and ``notes`` say what the number is (the mean of how many
-findings, its interval, the image count, the config) and, for a synthetic demo release, that it is not NIH data.
+findings, its interval, the image count, the config, whether the test list is NIH's official one) and, for a
+synthetic demo release, that it is not NIH data.
 """
 
 from __future__ import annotations
@@ -55,8 +56,10 @@ def eval_results_entries(inputs) -> List[Dict[str, Any]]:
         notes.append(f"{float(inputs.confidence_level):.0%} CI {low:.4f}-{high:.4f}")
     if inputs.num_test_samples:
         notes.append(f"{int(inputs.num_test_samples):,} test images")
-    notes.append("NIH's official test list" if not inputs.synthetic_data else
-                 "a SYNTHETIC sample release in NIH's format, not NIH ChestX-ray14 images")
+    if inputs.synthetic_data:
+        notes.append("a SYNTHETIC sample release in NIH's format, not NIH ChestX-ray14 images")
+    else:
+        notes.append("a custom test list, not NIH's official one" if inputs.custom_split else "NIH's official test list")
     if inputs.dataset_config_name:
         notes.append(f"config {inputs.dataset_config_name}")
     entry: Dict[str, Any] = {

@@ -7,6 +7,8 @@
   Seyyed-Kalantari et al., 2021); then, per finding, the largest true-positive-rate gap between subgroups with the
   subgroups' sizes;
 - **Calibration**: ECE (binning stated) and Brier score per finding, before and after the scaling;
+- **Against radiologists' labels**: with Google's expert labels, the mapped findings' AUCs against them and against
+  NIH's own labels;
 - **Prevalence shift**: each finding's prevalence in validation and in test.
 
 Every AUC is shown with its positive count; an AUC whose interval could not be computed is never shown as certain.
@@ -168,6 +170,25 @@ def _prevalence_rows(report: Mapping[str, Any]) -> List[Dict[str, str]]:
     return rows
 
 
+def _expert_rows(report: Mapping[str, Any]) -> List[Dict[str, str]]:
+    expert = report.get("expert_labels")
+    if not expert:
+        return []
+    rows = []
+    against_expert, against_nih = expert["against_expert"], expert["against_nih"]
+    for name, entry in (("**Macro average**", None), *against_expert["per_finding"].items()):
+        if entry is None:
+            expert_entry, nih_entry = against_expert["macro"], against_nih["macro"]
+            expert_positives = nih_positives = f"{expert_entry['findings']} of {len(against_expert['per_finding'])}"
+        else:
+            expert_entry, nih_entry = entry, against_nih["per_finding"][name]
+            expert_positives, nih_positives = f"{entry['positives']:,}", f"{nih_entry['positives']:,}"
+        rows.append({"finding": name, "images": f"{expert['num_images']:,}", "expert_positives": expert_positives,
+                     "expert_auc": format_auc_entry(expert_entry), "nih_positives": nih_positives,
+                     "nih_auc": format_auc_entry(nih_entry)})
+    return rows
+
+
 def evaluation_context(evaluation: Mapping[str, Mapping[str, Any]]) -> Dict[str, Any]:
     """Template variables for the evaluation sections, from split → report (test preferred, else validation).
 
@@ -198,6 +219,11 @@ def evaluation_context(evaluation: Mapping[str, Mapping[str, Any]]) -> Dict[str,
         "scaling": settings.get("scaling"),
         "scaling_fitted_on": settings.get("scaling_fitted_on"),
         "calibration_rows": _calibration_rows(report),
+        "expert_rows": _expert_rows(report),
+        "expert_source": (report.get("expert_labels") or {}).get("source"),
+        "expert_images": f"{(report.get('expert_labels') or {}).get('num_images', 0):,}",
+        "expert_mapping": "; ".join(f"{name} ← {', '.join(findings)}" for name, findings in
+                                    (report.get("expert_labels") or {}).get("mapping", {}).items()),
         "prevalence_reference": shift["reference_split"] if shift else None,
         "prevalence_rows": _prevalence_rows(report),
     }

@@ -146,3 +146,16 @@ def test_a_checkpoint_missing_a_finding_is_refused_in_one_line_before_any_data_i
 def test_bad_arguments_are_named(argv, message):
     with pytest.raises(ValueError, match=message):
         main(argv)
+
+
+def test_custom_split_lists_are_named_in_every_report(evaluated, workdir, checkpoints):
+    in_order, _ = checkpoints
+    release = workdir / "release"
+    reports = main(["--model_name_or_path", str(in_order), *data_args(workdir), "--output_dir",
+                    str(workdir / "eval-lists"), "--split_lists", f"train={release / 'train_val_list.txt'}",
+                    f"test={release / 'test_list.txt'}"])
+    for report in reports.values():
+        assert report["split_description"].startswith("Custom split lists (checked disjoint and patient-wise)")
+        assert "train = train_val_list.txt (sha256" in report["split_description"]
+    official = json.loads((workdir / "eval-in-order" / "evaluation_test.json").read_text())
+    assert official["split_description"].startswith("NIH's official patient-wise split")

@@ -184,3 +184,14 @@ def test_a_card_without_evaluation_has_no_evaluation_section(tmp_path):
     assert "## Evaluation" not in text and "### Operating points" not in text
     with pytest.raises(ValueError, match="evaluation"):
         ModelCardInputs(model_name="m", evaluation={"test": {"no": "report"}})
+
+
+def test_a_run_on_custom_split_lists_says_so_in_the_card_and_the_eval_results(tmp_path):
+    description = "Custom split lists (checked disjoint and patient-wise): train = train_list.txt (sha256 abc); ..."
+    inputs = ModelCardInputs(model_name="m", test_metrics={"roc_auc": 0.8}, split_description=description,
+                             custom_split=True)
+    text = write_model_card(tmp_path, inputs).text
+    assert "the user's own lists, not NIH's official split" in text and description in text
+    assert "**Validation:**" not in text
+    (entry,) = eval_results_entries(inputs)
+    assert "a custom test list, not NIH's official one" in entry["notes"]

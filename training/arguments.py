@@ -187,6 +187,19 @@ class DataTrainingArguments:
         default=False,
         metadata={"help": "Build from a partial download, skipping listed images whose file is missing (builder only)."},
     )
+    split_lists: Optional[List[str]] = field(
+        default=None,
+        metadata={
+            "help": "Your own split lists instead of NIH's official split (builder only), as split=FILE: e.g. "
+            "train=train_list.txt validation=val_list.txt test=test_list.txt (CheXNet's lists). One image name per "
+            "line; checked disjoint and patient-wise. Reports and the card name the lists used."
+        },
+    )
+    allow_split_overlap: bool = field(
+        default=False,
+        metadata={"help": "With --split_lists, build even when the lists share images or patients (counted in a "
+                          "warning and in the recorded split)."},
+    )
     make_sample_release: bool = field(
         default=False,
         metadata={
@@ -249,7 +262,7 @@ class DataTrainingArguments:
                 "--data_dir (or add --make_sample_release to write a synthetic one there)"
             )
         if not is_builder:
-            for flag in ("make_sample_release", "allow_missing_images"):
+            for flag in ("make_sample_release", "allow_missing_images", "split_lists", "allow_split_overlap"):
                 if getattr(self, flag):
                     raise ValueError(f"--{flag} only applies with --dataset_name {BUILDER_DATASET}")
             if self.validation_fraction is not None:
@@ -257,6 +270,9 @@ class DataTrainingArguments:
                     f"--validation_fraction only applies with --dataset_name {BUILDER_DATASET}: an exported dataset "
                     "already has its validation split"
                 )
+        self.split_list_files()  # raises ValueError naming a malformed item
+        if self.allow_split_overlap and not self.split_lists:
+            raise ValueError("--allow_split_overlap only applies with --split_lists")
         if self.validation_fraction is not None and not 0 < self.validation_fraction < 1:
             raise ValueError(f"--validation_fraction must be in (0, 1), got {self.validation_fraction}")
         for name in ("sample_num_patients", "sample_images_per_patient"):
@@ -273,6 +289,26 @@ class DataTrainingArguments:
             if value is not None and value < 1:
                 raise ValueError(f"--{name} must be >= 1, got {value}")
         self.augmentation()  # raises ValueError naming the bad setting
+
+    def split_list_files(self) -> Optional[Dict[str, str]]:
+        """``--split_lists`` as the builder's ``split_lists`` parameter (``{"train": path, ...}``), or None.
+
+        Raises:
+            ValueError: for an item that is not split=FILE, an unknown or repeated split, or no train or test list.
+        """
+        if not self.split_lists:
+            return None
+        files: Dict[str, str] = {}
+        for item in self.split_lists:
+            split, sep, path = item.partition("=")
+            if not sep or split not in ("train", "validation", "test") or not path or split in files:
+                raise ValueError(f"--split_lists item {item!r}: give each of train=FILE, test=FILE and optionally "
+                                 "validation=FILE once")
+            files[split] = str(Path(path).expanduser())
+        if "train" not in files or "test" not in files:
+            raise ValueError("--split_lists needs at least train=FILE and test=FILE (validation is carved out of "
+                             "train by patient when not given)")
+        return files
 
     def augmentation(self) -> AugmentationConfig:
         """The training augmentation these flags describe.
@@ -330,8 +366,19 @@ class EvaluationArguments:
     confidence_level: float = field(
         default=0.95, metadata={"help": "Level of every interval in the evaluation (AUCs, rates, differences)."}
     )
+    expert_labels: Optional[List[str]] = field(
+        default=None,
+        metadata={
+            "help": "Google's expert-label files (four_findings_expert_labels/test_labels.csv and "
+            "validation_labels.csv, or torchxrayvision's google2019_nih-chest-xray-labels.csv.gz) to score the "
+            "expert-labelled images against too. Default: those found in --data_dir, if any."
+        },
+    )
 
     def __post_init__(self) -> None:
+        for path in self.expert_labels or ():
+            if not Path(path).expanduser().is_file():
+                raise ValueError(f"--expert_labels {path}: no such file")
         if self.threshold_rule is None:
             self.threshold_rule = "sensitivity" if self.target_sensitivity is not None else "youden"
         if self.threshold_rule == "sensitivity":

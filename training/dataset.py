@@ -53,6 +53,7 @@ def write_sample_release(data_args: DataTrainingArguments) -> Optional[Path]:
         signal_strength=data_args.sample_signal_strength,
         prevalence=None if data_args.sample_prevalence is None else {name: data_args.sample_prevalence for name in LABELS},
         seed=data_args.sample_seed,
+        expert_labels="google",  # synthetic ones in Google's format, so that the evaluation scores against them too
     )
 
 
@@ -79,6 +80,8 @@ def _load_from_builder(data_args: DataTrainingArguments, cache_dir: Optional[str
         raise ValueError(f"--dataset_config_name {data_args.dataset_config_name!r} is not one of the builder's "
                          f"configs: {', '.join(configs)}")
     config_kwargs = {"allow_missing_images": data_args.allow_missing_images}
+    if data_args.split_lists:
+        config_kwargs.update(split_lists=data_args.split_list_files(), allow_split_overlap=data_args.allow_split_overlap)
     if data_args.validation_fraction is not None:
         config_kwargs["validation_fraction"] = data_args.validation_fraction
     return nih_chestxray14.load(
@@ -125,16 +128,15 @@ def check_dataset(dataset: datasets.DatasetDict, name: str) -> None:
         raise ValueError(f"dataset {name!r}: 'labels' must be multi-hot vectors of length {NUM_LABELS}, got {length}")
 
 
-def split_description(data_args: DataTrainingArguments, split: str) -> str:
-    """How ``split`` of the recipe's dataset was made, in words, for the evaluation reports and the card.
+def split_used(dataset: datasets.DatasetDict, data_args: DataTrainingArguments) -> str:
+    """The split the dataset was built on, in words, for the evaluation reports and the card.
 
-    Examples: ``"NIH's official test list (test_list.txt, patient-wise)"``; for validation, the share of the
-    train_val patients held out by the builder's hash rule; for an exported copy, the split as exported.
+    The builder records it in the dataset (``nih_chestxray14.split_description``): NIH's official split with its
+    validation rule, or the user's ``--split_lists`` by file name and SHA-256, with each split's size. An exported
+    copy does not record it; its card does.
     """
-    if data_args.dataset_name != BUILDER_DATASET:
-        return f"the {split!r} split of the exported dataset {data_args.dataset_name!r}, as made when it was exported"
-    if split == "test":
-        return "NIH's official test list (test_list.txt, 25,596 images of 2,797 patients in the full release; patient-wise)"
-    fraction = data_args.validation_fraction or nih_chestxray14.NIHChestXray14Config.validation_fraction
-    held_out = f"{fraction:.0%} of NIH's train_val patients, held out by the builder's SHA-256 rule (patient-wise)"
-    return held_out if split == "validation" else f"the rest of NIH's train_val list after {held_out}"
+    try:
+        return nih_chestxray14.split_description(dataset)
+    except ValueError:
+        return (f"the splits of the exported dataset {data_args.dataset_name!r}, as made when it was exported (its "
+                "dataset card describes them)")

@@ -134,8 +134,10 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
 
     from training.augment import AugmentAndNormalise, ImageGeometry
     from training.data import collate_xrays
-    from training.dataset import load_chestxray14, split_description, write_sample_release
+    from training.arguments import BUILDER_DATASET
+    from training.dataset import load_chestxray14, split_used, write_sample_release
     from training.evaluation.checkpoint import load_checkpoint, saved_operating_points
+    from training.evaluation.expert import load_expert_labels
     from training.evaluation.outputs import write_evaluation
     from training.evaluation.scoring import predict_split
     from training.trainer import ChestXray14Trainer
@@ -151,13 +153,12 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
         model=model, args=training_args, data_collator=collate_xrays, processing_class=image_processor,
         augment_and_normalise=AugmentAndNormalise(ImageGeometry.from_image_processor(image_processor)),
     )
-    scored = {}
+    scored, description = {}, split_used(dataset, data_args)
     for split in scoring_args.split_list:
         images = dataset[split]
         if limits[split] is not None and limits[split] < len(images):
             images = images.select(range(limits[split]))
-        scored[split] = predict_split(trainer, split, images, columns,
-                                      description=split_description(data_args, split))
+        scored[split] = predict_split(trainer, split, images, columns, description=description)
 
     if not trainer.is_world_process_zero():
         return {}
@@ -169,6 +170,8 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
         target_sensitivity=evaluation_args.target_sensitivity, calibration=evaluation_args.calibration,
         confidence_level=evaluation_args.confidence_level, ece_bins=evaluation_args.ece_bins,
         operating_points=operating_points, scaling=scaling,
+        expert=load_expert_labels(evaluation_args.expert_labels,
+                                  data_args.data_dir if data_args.dataset_name == BUILDER_DATASET else None),
     )
     for split, report in outputs.reports.items():
         print(summary_table(report))

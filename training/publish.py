@@ -117,14 +117,17 @@ def write_card(
     split_sizes: Mapping[str, int],
     evaluation: Optional[Mapping[str, Mapping[str, Any]]] = None,
     confidence_level: float = 0.95,
+    split_description: Optional[str] = None,
 ):
     """Write ``output_dir/README.md`` through ``model_card.write_model_card``, and the Hub's ``.eval_results/`` file
     (``model_card.write_eval_results``); return the card.
 
     ``evaluation`` is split → the run's ``evaluation_<split>.json`` report (``--do_predict``), for the card's
-    evaluation sections.
+    evaluation sections; ``split_description`` names the split the dataset was built on (``training.dataset.split_used``).
     """
-    if data_args.dataset_name == BUILDER_DATASET:
+    if data_args.dataset_name == BUILDER_DATASET and data_args.split_lists:
+        validation_fraction = None  # the user's lists: the card names them instead of the hash rule
+    elif data_args.dataset_name == BUILDER_DATASET:
         validation_fraction = data_args.validation_fraction or NIHChestXray14Config.validation_fraction
     else:
         validation_fraction = None  # an exported copy: its split was made elsewhere
@@ -148,6 +151,8 @@ def write_card(
         synthetic_data=bool(data_args.make_sample_release),
         evaluation=dict(evaluation or {}),
         confidence_level=confidence_level,
+        split_description=split_description,
+        custom_split=bool(data_args.split_lists),
     )
     card = write_model_card(output_dir, inputs)
     write_eval_results(output_dir, inputs)

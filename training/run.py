@@ -47,6 +47,7 @@ import transformers  # noqa: E402
 from nih_chestxray14.errors import NIHChestXray14Error  # noqa: E402
 from nih_chestxray14.labels import LABELS  # noqa: E402
 from training.arguments import (  # noqa: E402
+    BUILDER_DATASET,
     DataTrainingArguments,
     EvaluationArguments,
     ModelArguments,
@@ -56,7 +57,8 @@ from training.arguments import (  # noqa: E402
 )
 from training.augment import AugmentAndNormalise, ImageGeometry  # noqa: E402
 from training.data import AugmentingCollator, collate_xrays, decode_xrays  # noqa: E402
-from training.dataset import load_chestxray14, split_description, write_sample_release  # noqa: E402
+from training.dataset import load_chestxray14, split_used, write_sample_release  # noqa: E402
+from training.evaluation.expert import load_expert_labels  # noqa: E402
 from training.evaluation.outputs import EvaluationOutputs, write_evaluation  # noqa: E402
 from training.evaluation.predictions import ScoredSplit  # noqa: E402
 from training.evaluation.scoring import scored_split_from_logits  # noqa: E402
@@ -145,7 +147,7 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, float]:
 
     # What gets published: the model folder with plots, ipu_config.json and the model card (main process only)
     if trainer.is_world_process_zero():
-        evaluation = _write_evaluation(output_dir, scored, evaluation_args) if prediction is not None else None
+        evaluation = _write_evaluation(output_dir, scored, data_args, evaluation_args) if scored else None
         plots = _write_published_folder(trainer, output_dir, image_processor, prediction, ipu_config_name)
         if evaluation is not None:
             plots.update(evaluation.plots)
@@ -163,6 +165,7 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, float]:
             split_sizes={split: len(dataset[split]) for split in dataset},
             evaluation=evaluation.reports if evaluation is not None else None,
             confidence_level=evaluation_args.confidence_level,
+            split_description=split_used(dataset, data_args),
         )
         # save_metrics("all", ...) merges into an old all_results.json; this run's results replace it instead.
         trainer.save_metrics("all", results, combined=False)
@@ -229,21 +232,24 @@ def _score_for_evaluation(trainer, dataset: datasets.DatasetDict, test_predictio
     """
     validation = trainer.predict(dataset["validation"].with_transform(decode_xrays, columns=COLUMNS),
                                  metric_key_prefix="eval")
+    description = split_used(dataset, data_args)
     return {
-        split: scored_split_from_logits(split, dataset[split], prediction.predictions,
-                                        description=split_description(data_args, split),
+        split: scored_split_from_logits(split, dataset[split], prediction.predictions, description=description,
                                         label_ids=prediction.label_ids)
         for split, prediction in (("validation", validation), ("test", test_prediction))
     }
 
 
-def _write_evaluation(output_dir: Path, scored: Dict[str, ScoredSplit],
+def _write_evaluation(output_dir: Path, scored: Dict[str, ScoredSplit], data_args: DataTrainingArguments,
                       evaluation_args: EvaluationArguments) -> EvaluationOutputs:
-    """Write predictions, evaluations, ``thresholds.json`` (and ``calibration.json``) and the reliability diagram."""
+    """Write predictions, evaluations, ``thresholds.json`` (and ``calibration.json``) and the reliability diagram;
+    with Google's expert labels (``--expert_labels``, or found in ``--data_dir``), score against them too."""
+    builder_data_dir = data_args.data_dir if data_args.dataset_name == BUILDER_DATASET else None
     return write_evaluation(
         output_dir, scored, threshold_rule=evaluation_args.threshold_rule,
         target_sensitivity=evaluation_args.target_sensitivity, calibration=evaluation_args.calibration,
         confidence_level=evaluation_args.confidence_level, ece_bins=evaluation_args.ece_bins,
+        expert=load_expert_labels(evaluation_args.expert_labels, builder_data_dir),
     )
 
 

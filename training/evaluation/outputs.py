@@ -8,6 +8,8 @@ For the scored splits (``validation`` and/or ``test``), in ``output_dir``:
 - ``calibration.json``: with ``calibration="temperature"`` or ``"platt"``, the scaling fitted on validation;
 - ``reliability_<split>.png``: the reliability diagram of the test split (of validation when test was not scored).
 
+With Google's expert labels, each report also scores the split's expert-labelled images against them.
+
 Operating points and scaling are chosen on validation only, then applied unchanged to test. Without a scored
 validation split, the caller may pass the model's own ``thresholds.json`` and ``calibration.json`` (read with
 ``operating_points.read_thresholds`` and ``calibration.read_scaling``); otherwise the report has no operating point.
@@ -78,6 +80,7 @@ def write_evaluation(
     ece_bins: int = 10,
     operating_points: Optional[OperatingPoints] = None,
     scaling: Optional[CalibrationScaling] = None,
+    expert: Optional[Any] = None,
 ) -> EvaluationOutputs:
     """Choose operating points (and a scaling) on validation, evaluate every scored split, and write the files.
 
@@ -89,6 +92,8 @@ def write_evaluation(
         calibration: ``"none"``, ``"temperature"`` or ``"platt"``: the scaling fitted on validation.
         confidence_level: of every interval. ece_bins: equal-width bins of the ECE.
         operating_points, scaling: used when validation was not scored (e.g. read from the model's folder).
+        expert: Google's expert labels (``nih_chestxray14.expert_labels.ExpertLabels``), to score each split's
+            expert-labelled images against them too; or None.
 
     Returns:
         :class:`EvaluationOutputs`.
@@ -123,7 +128,7 @@ def write_evaluation(
     for split in order:
         report = evaluate_split(
             scored[split], operating_points=operating_points, scaling=scaling, confidence_level=confidence_level,
-            ece_bins=ece_bins, reference=validation if split != VALIDATION else None,
+            ece_bins=ece_bins, reference=validation if split != VALIDATION else None, expert=expert,
         )
         outputs.reports[split] = report
         outputs.files.extend(write_split_files(output_dir, scored[split], report))

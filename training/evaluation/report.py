@@ -10,7 +10,9 @@
 - ``calibration``: per finding, ECE, Brier score, mean probability, observed rate, and after scaling when a scaling
   was fitted (``calibration.py``); ``calibration_settings`` states the binning and the scaling;
 - ``subgroups``, ``largest_gaps``: the same by sex, age band and view position (``subgroups.py``);
-- ``prevalence_shift`` (when a reference split is given): each finding's prevalence here against the reference split.
+- ``prevalence_shift`` (when a reference split is given): each finding's prevalence here against the reference split;
+- ``expert_labels`` (when Google's expert labels cover images of the split): the mapped findings' AUCs against the
+  radiologists' labels and against NIH's, side by side (``expert.py``).
 
 Undefined values (an AUC in a subgroup without positives, a PPV where nothing is called positive) are NaN, which
 Python's ``json`` writes as ``NaN`` and reads back; they are left out of the means, as the metric does.
@@ -20,12 +22,13 @@ from __future__ import annotations
 
 import logging
 import warnings
-from typing import Any, Dict, Optional
+from typing import TYPE_CHECKING, Any, Dict, Optional
 
 import numpy as np
 
 from metrics.roc_auc_multilabel import INTERVAL_DESCRIPTIONS, UndefinedAUCWarning, roc_auc_by_subgroup
 from training.evaluation.calibration import ECE_BINNING, CalibrationScaling, calibration_report
+from training.evaluation.expert import expert_report
 from training.evaluation.operating_points import (
     OperatingPoints,
     confusion_counts,
@@ -36,6 +39,9 @@ from training.evaluation.operating_points import (
 from training.evaluation.predictions import ScoredSplit
 from training.evaluation.proportions import proportion, proportions
 from training.evaluation.subgroups import auc_report, largest_gaps, subgroup_keys, subgroup_masks, subgroup_reports
+
+if TYPE_CHECKING:
+    from nih_chestxray14.expert_labels import ExpertLabels
 
 logger = logging.getLogger(__name__)
 
@@ -65,6 +71,7 @@ def evaluate_split(
     ece_bins: int = 10,
     interval: str = "auto",
     reference: Optional[ScoredSplit] = None,
+    expert: Optional["ExpertLabels"] = None,
 ) -> Dict[str, Any]:
     """Everything ``evaluation_<split>.json`` holds about ``scored`` (see the module docstring).
 
@@ -74,6 +81,7 @@ def evaluate_split(
         scaling: a calibration scaling fitted on validation, or None.
         confidence_level: of every interval. ece_bins: bins of the ECE. interval: the AUC interval method.
         reference: another scored split (validation) to show the prevalence shift against, or None.
+        expert: Google's expert labels (``nih_chestxray14.expert_labels``), or None.
 
     Raises:
         ValueError: if the thresholds or the scaling miss one of the split's findings, or from the metric's checks.
@@ -152,6 +160,10 @@ def evaluate_split(
     report["largest_gaps"] = largest_gaps(subgroups, names)
     if reference is not None:
         report["prevalence_shift"] = prevalence_shift(reference, scored, confidence_level)
+    if expert is not None:
+        against_experts = expert_report(scored, expert, confidence_level)
+        if against_experts is not None:
+            report["expert_labels"] = against_experts
     return report
 
 
