@@ -39,6 +39,7 @@ __all__ = [
     "confusion_counts",
     "no_finding_counts",
     "operating_point_report",
+    "outcome_cells",
     "positive_calls",
     "read_thresholds",
     "write_thresholds",
@@ -195,46 +196,60 @@ def positive_calls(probabilities, thresholds: Sequence[float]) -> np.ndarray:
     return np.asarray(probabilities) >= np.asarray(thresholds, dtype=np.float64)[None, :]
 
 
-def _count_rows(masks: np.ndarray, values: np.ndarray) -> np.ndarray:
-    """``masks (G, N) @ values (N, ...)`` as exact integer counts (float32 products are exact up to 2**24 images)."""
-    return np.rint(masks @ values.astype(np.float32)).astype(np.int64)
-
-
-def confusion_counts(references, calls, masks: Optional[np.ndarray] = None) -> Tuple[np.ndarray, ...]:
-    """True/false positives and negatives of each finding, for the whole split or for each of several subgroups.
-
-    Args:
-        references: ``(N, C)`` 0/1 labels. calls: ``(N, C)`` bool, from :func:`positive_calls`.
-        masks: optional ``(G, N)`` bool array, one row per subgroup.
-
-    Returns:
-        ``(tp, fp, tn, fn)``, int64 arrays of shape ``(C,)``, or ``(G, C)`` with ``masks``.
-    """
+def outcome_cells(references, calls) -> np.ndarray:
+    """``(N, C)`` intp: ``4 * column + outcome`` of each entry, outcome 0 = TN, 1 = FN, 2 = FP, 3 = TP; the input of
+    :func:`confusion_counts`, computed once for the whole split and all its subgroups."""
     labels = np.asarray(references).astype(bool)
-    calls = np.asarray(calls, dtype=bool)
-    rows = np.ones((1, labels.shape[0]), dtype=np.float32) if masks is None else np.asarray(masks, dtype=np.float32)
-    true_positives = _count_rows(rows, calls & labels)
-    positive_calls_, positives = _count_rows(rows, calls), _count_rows(rows, labels)
-    total = np.rint(rows.sum(axis=1, dtype=np.float64)).astype(np.int64)[:, None]
-    counts = (true_positives, positive_calls_ - true_positives, total - positives - positive_calls_ + true_positives,
-              positives - true_positives)
-    return tuple(count[0] for count in counts) if masks is None else counts
+    cells = np.asarray(calls, dtype=bool).astype(np.intp)
+    cells *= 2
+    cells += labels
+    cells += np.arange(labels.shape[1], dtype=np.intp) * 4
+    return cells
 
 
-def no_finding_counts(references, calls, masks: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
-    """Per subgroup: images with at least one finding that the model calls normal (no call at all), and images with
-    at least one finding. Their ratio is the "No Finding" false-positive rate (underdiagnosis).
+def confusion_counts(cells: np.ndarray, codes: Optional[np.ndarray] = None, num_groups: int = 1
+                     ) -> Tuple[np.ndarray, ...]:
+    """True/false positives and negatives of each finding, for the whole split or for each group of a partition.
 
     Args:
-        references: ``(N, C)``. calls: ``(N, C)`` bool. masks: ``(G, N)`` bool.
+        cells: ``(N, C)`` from :func:`outcome_cells`.
+        codes: optional ``(N,)`` integers: each image's group in ``[0, num_groups)``, or -1 for none (e.g. the age
+            band of each image). num_groups: the number of groups.
 
     Returns:
-        ``(called_normal, with_findings)``, int64 arrays of shape ``(G,)``.
+        ``(tp, fp, tn, fn)``, int64 arrays of shape ``(C,)``, or ``(num_groups, C)`` with ``codes``.
+    """
+    num_classes = cells.shape[1]
+    if codes is None:
+        counts = np.bincount(cells.ravel(), minlength=num_classes * 4).reshape(1, num_classes, 4)
+    else:
+        # images in no group are counted in an extra group, dropped afterwards (cheaper than selecting rows)
+        group = np.where(np.asarray(codes) < 0, num_groups, codes).astype(np.intp) * (num_classes * 4)
+        counts = np.bincount((cells + group[:, None]).ravel(), minlength=(num_groups + 1) * num_classes * 4)
+        counts = counts.reshape(num_groups + 1, num_classes, 4)[:num_groups]
+    counts = counts.astype(np.int64)
+    tp, fp, tn, fn = counts[..., 3], counts[..., 2], counts[..., 0], counts[..., 1]
+    return (tp[0], fp[0], tn[0], fn[0]) if codes is None else (tp, fp, tn, fn)
+
+
+def no_finding_counts(references, calls, codes: np.ndarray, num_groups: int) -> Tuple[np.ndarray, np.ndarray]:
+    """Per group of a partition: images with at least one finding that the model calls normal (no call at all), and
+    images with at least one finding. Their ratio is the "No Finding" false-positive rate (underdiagnosis).
+
+    Args:
+        references: ``(N, C)``. calls: ``(N, C)`` bool. codes: ``(N,)`` group of each image, -1 for none.
+        num_groups: the number of groups.
+
+    Returns:
+        ``(called_normal, with_findings)``, int64 arrays of shape ``(num_groups,)``.
     """
     has_finding = np.asarray(references).astype(bool).any(axis=1)
     called_normal = has_finding & ~np.asarray(calls, dtype=bool).any(axis=1)
-    rows = np.asarray(masks, dtype=np.float32)
-    return _count_rows(rows, called_normal), _count_rows(rows, has_finding)
+    codes = np.asarray(codes, dtype=np.intp)
+    grouped = codes >= 0
+    outcome = codes[grouped] * 2 + called_normal[grouped]
+    counts = np.bincount(outcome[has_finding[grouped]], minlength=num_groups * 2).reshape(num_groups, 2)
+    return counts[:, 1].astype(np.int64), counts.sum(axis=1).astype(np.int64)
 
 
 def operating_point_report(
@@ -256,7 +271,7 @@ def operating_point_report(
     names = list(operating_points.thresholds)
     thresholds = [operating_points.thresholds[name] for name in names]
     if counts is None:
-        counts = confusion_counts(references, positive_calls(probabilities, thresholds))
+        counts = confusion_counts(outcome_cells(references, positive_calls(probabilities, thresholds)))
     tp, fp, tn, fn = counts
     rates = {
         "sensitivity": proportions(tp, tp + fn, confidence_level),

@@ -34,11 +34,19 @@ from training.evaluation.operating_points import (
     confusion_counts,
     no_finding_counts,
     operating_point_report,
+    outcome_cells,
     positive_calls,
 )
 from training.evaluation.predictions import ScoredSplit
 from training.evaluation.proportions import proportion, proportions
-from training.evaluation.subgroups import auc_report, largest_gaps, subgroup_keys, subgroup_masks, subgroup_reports
+from training.evaluation.subgroups import (
+    auc_report,
+    largest_gaps,
+    subgroup_codes,
+    subgroup_keys,
+    subgroup_masks,
+    subgroup_reports,
+)
 
 if TYPE_CHECKING:
     from nih_chestxray14.expert_labels import ExpertLabels
@@ -96,13 +104,14 @@ def evaluate_split(
             raise ValueError(f"the operating points have no threshold for {', '.join(missing)}")
         thresholds = [operating_points.thresholds[name] for name in names]
 
-    # One sort per finding serves the whole split and every subgroup; one count at the operating points too.
+    # One sort per finding serves the whole split and every subgroup.
     keys = [_WHOLE_SPLIT, *subgroup_keys(masks)]
-    rows = np.stack([np.ones(scored.num_images, dtype=bool), *(masks[key[0]][key[1]] for key in keys[1:])])
+    groups = {"/".join(_WHOLE_SPLIT): np.ones(scored.num_images, dtype=bool)}
+    groups.update({"/".join(key): masks[key[0]][key[1]] for key in keys[1:]})
     with warnings.catch_warnings(record=True) as undefined:
         warnings.simplefilter("always", UndefinedAUCWarning)
-        summaries = roc_auc_by_subgroup(references, probabilities, {"/".join(key): row for key, row in zip(keys, rows)},
-                                        label_names=names, confidence_level=confidence_level, interval=interval)
+        summaries = roc_auc_by_subgroup(references, probabilities, groups, label_names=names,
+                                        confidence_level=confidence_level, interval=interval)
     if undefined:
         logger.info("%s: %d AUC(s) undefined (no positive or no negative image): reported as NaN", scored.split,
                     len(undefined))
@@ -110,8 +119,22 @@ def evaluate_split(
     counts = no_finding = None
     if thresholds is not None:
         calls = positive_calls(probabilities, thresholds)
-        counts = confusion_counts(references, calls, rows)
-        no_finding = no_finding_counts(references, calls, rows)
+        cells = outcome_cells(references, calls)
+        whole = confusion_counts(cells)
+        # each attribute partitions the images: one count per attribute serves all its subgroups
+        codes = {attribute: subgroup_codes(named, scored.num_images) for attribute, named in masks.items()}
+        by_attribute = [confusion_counts(cells, codes[attribute], len(masks[attribute])) for attribute in masks]
+        counts = tuple(np.concatenate([whole[i][None, :], *(counted[i] for counted in by_attribute)])
+                       for i in range(4))
+        has_finding = references.any(axis=1)
+        called_normal = has_finding & ~calls.any(axis=1)
+        missed = [np.array([called_normal.sum()], dtype=np.int64)]
+        with_findings = [np.array([has_finding.sum()], dtype=np.int64)]
+        for attribute in masks:
+            counted = no_finding_counts(references, calls, codes[attribute], len(masks[attribute]))
+            missed.append(counted[0])
+            with_findings.append(counted[1])
+        no_finding = (np.concatenate(missed), np.concatenate(with_findings))
 
     report: Dict[str, Any] = {
         "split": scored.split,

@@ -26,7 +26,10 @@ import numpy as np
 
 from training.evaluation.proportions import proportions
 
-__all__ = ["AGE_BANDS", "ATTRIBUTES", "auc_report", "largest_gaps", "subgroup_keys", "subgroup_masks", "subgroup_reports"]
+__all__ = [
+    "AGE_BANDS", "ATTRIBUTES", "auc_report", "largest_gaps", "subgroup_codes", "subgroup_keys", "subgroup_masks",
+    "subgroup_reports",
+]
 
 AGE_BANDS: Tuple[Tuple[str, int, Optional[int]], ...] = (
     ("0-17", 0, 17), ("18-39", 18, 39), ("40-59", 40, 59), ("60-79", 60, 79), ("80+", 80, None),
@@ -74,6 +77,16 @@ def subgroup_masks(metadata: Mapping[str, np.ndarray], num_images: int
     return masks, not_available
 
 
+def subgroup_codes(masks: Mapping[str, np.ndarray], num_images: int) -> np.ndarray:
+    """``(N,)`` intp: each image's subgroup (its position in ``masks``) within one attribute, -1 for none.
+
+    The subgroups of an attribute are disjoint (:func:`subgroup_masks` makes them so)."""
+    codes = np.full(num_images, -1, dtype=np.intp)
+    for index, mask in enumerate(masks.values()):
+        codes[mask] = index
+    return codes
+
+
 def subgroup_keys(masks: Mapping[str, Mapping[str, np.ndarray]]) -> List[Tuple[str, str]]:
     """(attribute, subgroup) of every subgroup of ``masks``, in order: the row order of :func:`subgroup_reports`."""
     return [(attribute, name) for attribute, groups in masks.items() for name in groups]
@@ -95,8 +108,9 @@ def subgroup_reports(
         label_names: the C findings.
         masks: from :func:`subgroup_masks`; G subgroups in all, in the order of :func:`subgroup_keys`.
         auc_summaries: (attribute, subgroup) → ``roc_auc_summary`` of the subgroup (``roc_auc_by_subgroup``).
-        counts: ``(tp, fp, tn, fn)``, each ``(G, C)``, at the operating points (``confusion_counts`` with the
-            subgroups' masks), or None when no operating point is known (then no rates are reported).
+        counts: ``(tp, fp, tn, fn)``, each ``(G, C)``, at the operating points, in the order of
+            :func:`subgroup_keys` (``confusion_counts`` of each attribute's :func:`subgroup_codes`), or None when no
+            operating point is known (then no rates are reported).
         no_finding: ``(called_normal, with_findings)``, each ``(G,)`` (``no_finding_counts``), with ``counts``.
         confidence_level: of every interval. patient_ids: ``(N,)`` to count each subgroup's patients, or None.
 
