@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 from scipy.optimize import minimize
 
-from training.arguments import EvaluationArguments
+from training.arguments import DataTrainingArguments, EvaluationArguments
 from training.evaluation.calibration import fit_scaling, read_scaling, write_scaling
 from training.evaluation.operating_points import choose_thresholds, read_thresholds
 from training.evaluation.predictions import ScoredSplit, read_predictions, write_predictions
@@ -182,3 +182,17 @@ def test_the_reliability_diagram_is_a_png(tmp_path):
     assert file_name == "reliability_test.png" and "calibration" in caption
     with Image.open(tmp_path / file_name) as image:
         assert image.format == "PNG" and image.width > 500
+
+
+def test_split_lists_are_parsed_for_the_builder_and_refused_elsewhere(tmp_path):
+    arguments = DataTrainingArguments(data_dir=str(tmp_path), split_lists=["train=a.txt", "test=b.txt"])
+    assert arguments.split_list_files() == {"train": "a.txt", "test": "b.txt"}
+    for split_lists, message in [(["train=a.txt"], "at least train=FILE and test=FILE"),
+                                 (["train=a.txt", "test=b.txt", "test=c.txt"], "'test=c.txt'"),
+                                 (["training=a.txt", "test=b.txt"], "'training=a.txt'")]:
+        with pytest.raises(ValueError, match=message):
+            DataTrainingArguments(data_dir=str(tmp_path), split_lists=split_lists)
+    with pytest.raises(ValueError, match="--split_lists only applies with --dataset_name nih_chestxray14"):
+        DataTrainingArguments(dataset_name="me/exported", split_lists=["train=a.txt", "test=b.txt"])
+    with pytest.raises(ValueError, match="--allow_split_overlap only applies with --split_lists"):
+        DataTrainingArguments(data_dir=str(tmp_path), allow_split_overlap=True)

@@ -66,7 +66,8 @@ class ScoringArguments:
     model_name_or_path: Optional[str] = field(
         default=None,
         metadata={"help": "The image-classification checkpoint to score: a Hub id or a local folder. Its id2label must "
-                          "name the 14 findings (any order; other outputs are ignored)."},
+                          "name the 14 findings (any order; other outputs are ignored). To compare two models' "
+                          "predictions instead: evaluate.py --compare A.parquet B.parquet [--output_file F]."},
     )
     model_revision: str = field(default="main", metadata={"help": "Branch, tag or commit of the checkpoint on the Hub."})
     cache_dir: Optional[str] = field(

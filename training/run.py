@@ -19,8 +19,10 @@ given (one that a killed run left half-written is renamed ``incomplete-checkpoin
 ``main()`` only orchestrates; each step lives in a small module of ``training/`` that a test can call on its own. To
 follow one run: ``arguments.py`` (the flags and their checks), ``dataset.py`` and ``data.py`` (the ``DatasetDict`` and
 its transforms), ``model.py``, ``trainer.py`` (the Trainer and its checkpoints, with ``loss.py`` and ``metrics.py``),
-then ``plots.py`` and ``publish.py`` (the card, rendered by ``model_card/``, and the upload). ``ipu.py`` matters only
-with ``--ipu_config_name``.
+then ``plots.py`` and ``publish.py`` (the card, rendered by ``model_card/``, and the upload). With ``--do_predict``,
+``evaluation/`` writes the evaluation of validation and test (predictions, operating points in ``thresholds.json``,
+calibration, subgroups; the same code as ``training/evaluate.py``). ``ipu.py`` matters only with
+``--ipu_config_name``.
 """
 
 from __future__ import annotations
