@@ -1,4 +1,4 @@
-"""The model card of a ChestX-ray14 classifier: Hub metadata (``model-index`` with the AUCs, ``.eval_results/``) and text.
+"""The model card of a ChestX-ray14 classifier: Hub metadata (``model-index``, ``.eval_results/``) and text.
 
 ```python
 from model_card import ModelCardInputs, write_model_card

@@ -332,7 +332,8 @@ def _template_context(inputs: ModelCardInputs) -> Dict[str, Any]:
         ("a local checkpoint" if inputs.base_model else None)
     )
     throughput = finite(inputs.train_samples_per_second)
-    calibration_plot = next((path for path in inputs.plots.values() if Path(path).name.startswith("reliability_")), None)
+    calibration_plot = next(
+        (path for path in inputs.plots.values() if Path(path).name.startswith("reliability_")), None)
     return dict(
         **evaluation_context(inputs.evaluation),
         calibration_plot=Path(calibration_plot).as_posix() if calibration_plot else None,

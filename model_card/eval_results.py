@@ -59,7 +59,8 @@ def eval_results_entries(inputs) -> List[Dict[str, Any]]:
     if inputs.synthetic_data:
         notes.append("a SYNTHETIC sample release in NIH's format, not NIH ChestX-ray14 images")
     else:
-        notes.append("a custom test list, not NIH's official one" if inputs.custom_split else "NIH's official test list")
+        notes.append("a custom test list, not NIH's official one" if inputs.custom_split
+                     else "NIH's official test list")
     if inputs.dataset_config_name:
         notes.append(f"config {inputs.dataset_config_name}")
     entry: Dict[str, Any] = {

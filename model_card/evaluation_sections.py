@@ -46,7 +46,8 @@ def format_rate(rate: Optional[Mapping[str, Any]], digits: int = 3, counts: bool
 
 
 def format_auc_entry(entry: Optional[Mapping[str, Any]]) -> str:
-    """``"0.8123 (0.8010–0.8236)"``; ``"n/a"`` when undefined; the value alone, marked, when the interval collapsed."""
+    """``"0.8123 (0.8010–0.8236)"``; ``"n/a"`` when undefined; the value alone, marked as such, when the interval
+    collapsed to a point."""
     if not entry:
         return NOT_AVAILABLE
     value, low, high = _finite(entry.get("value")), _finite(entry.get("ci_low")), _finite(entry.get("ci_high"))

@@ -156,7 +156,8 @@ def test_thresholds_are_chosen_on_validation_by_youden_and_saved_as_agreed(writt
     assert saved["rule"] == "youden" and saved["target_sensitivity"] is None and saved["chosen_on"] == "validation"
     assert saved["num_images"] == validation.num_images and list(saved["thresholds"]) == list(NAMES)
     for column, name in enumerate(NAMES):
-        expected = brute_force_threshold(validation.references[:, column], validation.probabilities[:, column], "youden")
+        labels, scores = validation.references[:, column], validation.probabilities[:, column]
+        expected = brute_force_threshold(labels, scores, "youden")
         assert saved["thresholds"][name] == pytest.approx(expected, abs=0)
 
 

@@ -23,8 +23,10 @@ def scored(split, num_images, seed):
     rng = np.random.default_rng(seed)
     labels = (rng.random((num_images, len(LABELS))) < 0.15).astype(np.int8)
     probabilities = 1 / (1 + np.exp(-(1.3 * labels + rng.normal(size=labels.shape) - 1.5)))
-    metadata = {"patient_id": rng.integers(1, 200, num_images), "sex": np.where(rng.random(num_images) < 0.5, "M", "F"),
-                "age": rng.integers(0, 96, num_images), "view_position": np.where(rng.random(num_images) < 0.5, "PA", "AP")}
+    metadata = {"patient_id": rng.integers(1, 200, num_images),
+                "sex": np.where(rng.random(num_images) < 0.5, "M", "F"),
+                "age": rng.integers(0, 96, num_images),
+                "view_position": np.where(rng.random(num_images) < 0.5, "PA", "AP")}
     return ScoredSplit(split, [f"{i:08d}_000.png" for i in range(num_images)], LABELS, labels, probabilities, metadata,
                        description=f"{split} images of the test fixture")
 

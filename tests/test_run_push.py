@@ -59,7 +59,7 @@ def test_hidden_files_other_than_the_eval_results_stay_local(hub, tmp_path):
 
     output_dir = tmp_path / "model"
     (output_dir / ".eval_results").mkdir(parents=True)
-    (output_dir / ".eval_results" / "nih_chestxray14.yaml").write_text("- dataset: {id: x, task_id: test}\n  value: 0.8\n")
+    (output_dir / ".eval_results" / "nih_chestxray14.yaml").write_text("- dataset: {id: x, task_id: t}\n  value: 0.8\n")
     (output_dir / ".eval_results" / ".nih_chestxray14.yaml.x1.partial").write_text("half")
     (output_dir / ".README.md.x2.partial").write_text("half a card")
     (output_dir / ".cache").mkdir()

@@ -81,7 +81,8 @@ def _load_from_builder(data_args: DataTrainingArguments, cache_dir: Optional[str
                          f"configs: {', '.join(configs)}")
     config_kwargs = {"allow_missing_images": data_args.allow_missing_images}
     if data_args.split_lists:
-        config_kwargs.update(split_lists=data_args.split_list_files(), allow_split_overlap=data_args.allow_split_overlap)
+        config_kwargs.update(split_lists=data_args.split_list_files(),
+                             allow_split_overlap=data_args.allow_split_overlap)
     if data_args.validation_fraction is not None:
         config_kwargs["validation_fraction"] = data_args.validation_fraction
     return nih_chestxray14.load(

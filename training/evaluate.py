@@ -69,7 +69,9 @@ class ScoringArguments:
                           "name the 14 findings (any order; other outputs are ignored). To compare two models' "
                           "predictions instead: evaluate.py --compare A.parquet B.parquet [--output_file F]."},
     )
-    model_revision: str = field(default="main", metadata={"help": "Branch, tag or commit of the checkpoint on the Hub."})
+    model_revision: str = field(
+        default="main", metadata={"help": "Branch, tag or commit of the checkpoint on the Hub."}
+    )
     cache_dir: Optional[str] = field(
         default=None, metadata={"help": "Where downloaded checkpoints and prepared datasets are cached."}
     )

@@ -123,7 +123,8 @@ def write_card(
     (``model_card.write_eval_results``); return the card.
 
     ``evaluation`` is split → the run's ``evaluation_<split>.json`` report (``--do_predict``), for the card's
-    evaluation sections; ``split_description`` names the split the dataset was built on (``training.dataset.split_used``).
+    evaluation sections; ``split_description`` names the split the dataset was built on
+    (``training.dataset.split_used``).
     """
     if data_args.dataset_name == BUILDER_DATASET and data_args.split_lists:
         validation_fraction = None  # the user's lists: the card names them instead of the hash rule

@@ -224,7 +224,7 @@ def _write_published_folder(trainer, output_dir: Path, image_processor, predicti
     return plots
 
 
-# ---- the evaluation written with --do_predict (training/evaluation/) ---------------------------------------------------
+# ---- the evaluation written with --do_predict (training/evaluation/) -----------------------------------------------
 def _score_for_evaluation(trainer, dataset: datasets.DatasetDict, test_prediction,
                           data_args: DataTrainingArguments) -> Dict[str, ScoredSplit]:
     """The validation and test splits' probabilities, labels and metadata for the evaluation files.

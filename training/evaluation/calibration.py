@@ -52,7 +52,7 @@ ECE_BINNING = (
 """How the card and reports state the binning of the expected calibration error."""
 
 _EDGE = 1e-15
-"""Probabilities are clipped to [_EDGE, 1 - _EDGE] before their logit is taken, so a saturated 0.0 or 1.0 stays finite."""
+"""Probabilities are clipped to [_EDGE, 1 - _EDGE] before their logit is taken: a saturated 0.0 or 1.0 stays finite."""
 
 
 def logit(probabilities) -> np.ndarray:
@@ -260,7 +260,9 @@ def read_scaling(path, label_names: Sequence[str]) -> CalibrationScaling:
                 slopes[name], intercepts[name] = float(entry["slope"]), float(entry["intercept"])
             else:
                 raise ValueError(f"unknown method {method!r}")
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError, ValueError, ZeroDivisionError) as error:
-        raise ValueError(f"{path}: not a calibration file for these findings ({type(error).__name__}: {error})") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError, ValueError,
+            ZeroDivisionError) as error:
+        raise ValueError(
+            f"{path}: not a calibration file for these findings ({type(error).__name__}: {error})") from None
     return CalibrationScaling(method, str(content.get("fitted_on", "unknown")), int(content.get("num_images", 0)),
                               slopes, intercepts, dict(content.get("not_fitted") or {}))

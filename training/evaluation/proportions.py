@@ -68,9 +68,10 @@ def proportion(successes: int, trials: int, confidence_level: float = 0.95) -> D
 def proportions(successes, trials, confidence_level: float = 0.95) -> List[Dict[str, float]]:
     """:func:`proportion` of each entry of two 1-D arrays: a list of dicts, in order."""
     value, low, high = wilson_interval(successes, trials, confidence_level)
-    successes, trials = np.asarray(successes), np.asarray(trials)
+    successes = np.asarray(successes)
+    trials = np.broadcast_to(np.asarray(trials), successes.shape)
     return [
         {"value": float(v), "ci_low": float(lo), "ci_high": float(hi), "successes": int(k), "trials": int(n)}
-        for v, lo, hi, k, n in zip(value, low, high, successes.ravel(), np.broadcast_to(trials, successes.shape).ravel())
+        for v, lo, hi, k, n in zip(value.ravel(), low.ravel(), high.ravel(), successes.ravel(), trials.ravel())
     ]
 

@@ -173,7 +173,8 @@ def evaluate_split(
     }
     report["calibration"] = calibration_report(references, probabilities, names, ece_bins, scaling)
     subgroups = subgroup_reports(
-        names, masks, summaries_by_key, confidence_level=confidence_level, patient_ids=scored.metadata.get("patient_id"),
+        names, masks, summaries_by_key, confidence_level=confidence_level,
+        patient_ids=scored.metadata.get("patient_id"),
         counts=None if counts is None else tuple(count[1:] for count in counts),
         no_finding=None if no_finding is None else tuple(count[1:] for count in no_finding),
     )
