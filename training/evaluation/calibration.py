@@ -58,18 +58,27 @@ _EDGE = 1e-15
 def logit(probabilities) -> np.ndarray:
     """``log(p / (1 - p))`` element-wise, float64, with ``p`` clipped to ``[1e-15, 1 - 1e-15]``."""
     p = np.clip(np.asarray(probabilities, dtype=np.float64), _EDGE, 1.0 - _EDGE)
-    return np.log(p / (1.0 - p))
+    np.divide(p, 1.0 - p, out=p)
+    return np.log(p, out=p)
 
 
-def _sigmoid(values: np.ndarray) -> np.ndarray:
+def _scaled_sigmoid(logits: np.ndarray, slopes: np.ndarray, intercepts: np.ndarray) -> np.ndarray:
+    """``sigmoid(slopes * logits + intercepts)``, column-wise, computed in place on ``logits`` (which it returns)."""
+    logits *= slopes[None, :]
+    if intercepts.any():
+        logits += intercepts[None, :]
+    np.negative(logits, out=logits)
     with np.errstate(over="ignore"):  # exp(-x) overflows to inf for x < -709, and 1 / (1 + inf) is the right 0
-        return 1.0 / (1.0 + np.exp(-values))
+        np.exp(logits, out=logits)
+    logits += 1.0
+    return np.reciprocal(logits, out=logits)
 
 
 def _bin_index(probabilities: np.ndarray, bins: int) -> np.ndarray:
     """Flat index ``column * bins + bin`` of each entry of an ``(N, C)`` array (:data:`ECE_BINNING`)."""
-    index = np.minimum((probabilities * bins).astype(np.int64), bins - 1)
-    index += np.arange(probabilities.shape[1], dtype=np.int64)[None, :] * bins
+    index = (probabilities * bins).astype(np.intp)
+    np.minimum(index, bins - 1, out=index)
+    index += np.arange(probabilities.shape[1], dtype=np.intp)[None, :] * bins
     return index.ravel()
 
 
@@ -136,9 +145,9 @@ class CalibrationScaling:
 
     def apply(self, probabilities, label_names: Sequence[str]) -> np.ndarray:
         """The calibrated ``(N, C)`` probabilities of ``probabilities`` whose columns are ``label_names``."""
-        slopes = np.array([self.slopes[name] for name in label_names])
-        intercepts = np.array([self.intercepts[name] for name in label_names])
-        return _sigmoid(logit(probabilities) * slopes[None, :] + intercepts[None, :])
+        slopes = np.array([self.slopes[name] for name in label_names], dtype=np.float64)
+        intercepts = np.array([self.intercepts[name] for name in label_names], dtype=np.float64)
+        return _scaled_sigmoid(logit(probabilities), slopes, intercepts)
 
     def to_json(self) -> Dict[str, Any]:
         parameters = {}
