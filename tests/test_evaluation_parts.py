@@ -196,3 +196,11 @@ def test_split_lists_are_parsed_for_the_builder_and_refused_elsewhere(tmp_path):
         DataTrainingArguments(dataset_name="me/exported", split_lists=["train=a.txt", "test=b.txt"])
     with pytest.raises(ValueError, match="--allow_split_overlap only applies with --split_lists"):
         DataTrainingArguments(data_dir=str(tmp_path), allow_split_overlap=True)
+
+
+def test_a_perfectly_separated_finding_is_noted_in_the_scaling():
+    labels, probabilities = calibration_problem(3, 400)
+    labels[:, 0] = (probabilities[:, 0] > 0.5).astype(np.int8)  # validation separates Atelectasis perfectly
+    scaling = fit_scaling(labels, probabilities, NAMES, "temperature")
+    assert "separates it perfectly" in scaling.notes["Atelectasis"] and "Effusion" not in scaling.notes
+    assert scaling.slopes["Atelectasis"] > 10  # a temperature near 0: close to a step

@@ -134,6 +134,8 @@ class CalibrationScaling:
             ``a = 1 / T`` and ``b = 0``.
         not_fitted: finding → why its map is the identity (no positive or negative image, or a fit that would
             reverse the ranking).
+        notes: finding → a caveat about its fit: where the split separates the finding perfectly, the likelihood
+            has no finite optimum (the best temperature is 0), and the fit is where the solver stopped.
     """
 
     method: str
@@ -142,6 +144,7 @@ class CalibrationScaling:
     slopes: Dict[str, float]
     intercepts: Dict[str, float]
     not_fitted: Dict[str, str] = field(default_factory=dict)
+    notes: Dict[str, str] = field(default_factory=dict)
 
     def apply(self, probabilities, label_names: Sequence[str]) -> np.ndarray:
         """The calibrated ``(N, C)`` probabilities of ``probabilities`` whose columns are ``label_names``."""
@@ -166,6 +169,8 @@ class CalibrationScaling:
         }
         if self.not_fitted:
             content["not_fitted"] = dict(self.not_fitted)
+        if self.notes:
+            content["notes"] = dict(self.notes)
         return content
 
 
@@ -191,7 +196,7 @@ def fit_scaling(
         raise ValueError(f"unknown calibration method {method!r}: use 'temperature' or 'platt'")
     labels = np.asarray(references).astype(np.int8)
     logits = logit(probabilities)
-    slopes, intercepts, not_fitted = {}, {}, {}
+    slopes, intercepts, not_fitted, notes = {}, {}, {}, {}
     for column, name in enumerate(label_names):
         slopes[name], intercepts[name] = 1.0, 0.0
         positives = int(labels[:, column].sum())
@@ -207,7 +212,11 @@ def fit_scaling(
             continue
         slopes[name] = slope
         intercepts[name] = float(model.intercept_[0]) if method == "platt" else 0.0
-    return CalibrationScaling(method, fitted_on, int(labels.shape[0]), slopes, intercepts, not_fitted)
+        positive = labels[:, column] == 1
+        if logits[positive, column].min() > logits[~positive, column].max():
+            notes[name] = (f"{fitted_on} separates it perfectly: the likelihood has no finite optimum, and the scaling "
+                           "is where the solver stopped (close to a step at the boundary)")
+    return CalibrationScaling(method, fitted_on, int(labels.shape[0]), slopes, intercepts, not_fitted, notes)
 
 
 def calibration_report(
@@ -274,4 +283,5 @@ def read_scaling(path, label_names: Sequence[str]) -> CalibrationScaling:
         raise ValueError(
             f"{path}: not a calibration file for these findings ({type(error).__name__}: {error})") from None
     return CalibrationScaling(method, str(content.get("fitted_on", "unknown")), int(content.get("num_images", 0)),
-                              slopes, intercepts, dict(content.get("not_fitted") or {}))
+                              slopes, intercepts, dict(content.get("not_fitted") or {}),
+                              dict(content.get("notes") or {}))

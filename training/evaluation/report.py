@@ -170,6 +170,7 @@ def evaluate_split(
         "scaling": None if scaling is None else scaling.method,
         "scaling_fitted_on": None if scaling is None else scaling.fitted_on,
         "scaling_not_fitted": {} if scaling is None else dict(scaling.not_fitted),
+        "scaling_notes": {} if scaling is None else dict(scaling.notes),
     }
     report["calibration"] = calibration_report(references, probabilities, names, ece_bins, scaling)
     subgroups = subgroup_reports(
