@@ -37,6 +37,7 @@ __all__ = [
     "OperatingPoints",
     "choose_thresholds",
     "confusion_counts",
+    "images_with_any",
     "no_finding_counts",
     "operating_point_report",
     "outcome_cells",
@@ -232,24 +233,32 @@ def confusion_counts(cells: np.ndarray, codes: Optional[np.ndarray] = None, num_
     return (tp[0], fp[0], tn[0], fn[0]) if codes is None else (tp, fp, tn, fn)
 
 
-def no_finding_counts(references, calls, codes: np.ndarray, num_groups: int) -> Tuple[np.ndarray, np.ndarray]:
+def images_with_any(flags) -> np.ndarray:
+    """``(N,)`` bool: the rows of an ``(N, C)`` 0/1 (or bool) array with at least one 1, e.g. the images with a
+    finding, or those the model calls positive for some finding."""
+    flags = np.asarray(flags)
+    as_bytes = flags.view(np.int8) if flags.dtype == bool else flags.astype(np.int8, copy=False)
+    # an int8 matrix-vector product counts each row's ones faster than any(axis=1) reduces the short axis
+    return (as_bytes @ np.ones(flags.shape[1], dtype=np.int8)) > 0 if flags.shape[1] < 128 else flags.any(axis=1)
+
+
+def no_finding_counts(has_finding: np.ndarray, called_normal: np.ndarray, codes: np.ndarray, num_groups: int
+                      ) -> Tuple[np.ndarray, np.ndarray]:
     """Per group of a partition: images with at least one finding that the model calls normal (no call at all), and
     images with at least one finding. Their ratio is the "No Finding" false-positive rate (underdiagnosis).
 
     Args:
-        references: ``(N, C)``. calls: ``(N, C)`` bool. codes: ``(N,)`` group of each image, -1 for none.
-        num_groups: the number of groups.
+        has_finding: ``(N,)`` bool, images with at least one finding (:func:`images_with_any` of the references).
+        called_normal: ``(N,)`` bool, images with a finding and no positive call.
+        codes: ``(N,)`` group of each image, -1 for none. num_groups: the number of groups.
 
     Returns:
         ``(called_normal, with_findings)``, int64 arrays of shape ``(num_groups,)``.
     """
-    has_finding = np.asarray(references).astype(bool).any(axis=1)
-    called_normal = has_finding & ~np.asarray(calls, dtype=bool).any(axis=1)
-    codes = np.asarray(codes, dtype=np.intp)
-    grouped = codes >= 0
-    outcome = codes[grouped] * 2 + called_normal[grouped]
-    counts = np.bincount(outcome[has_finding[grouped]], minlength=num_groups * 2).reshape(num_groups, 2)
-    return counts[:, 1].astype(np.int64), counts.sum(axis=1).astype(np.int64)
+    group = np.where(np.asarray(codes) < 0, num_groups, codes).astype(np.intp)
+    with_findings = np.bincount(group[has_finding], minlength=num_groups + 1)[:num_groups]
+    missed = np.bincount(group[called_normal], minlength=num_groups + 1)[:num_groups]
+    return missed.astype(np.int64), with_findings.astype(np.int64)
 
 
 def operating_point_report(

@@ -32,6 +32,7 @@ from training.evaluation.expert import expert_report
 from training.evaluation.operating_points import (
     OperatingPoints,
     confusion_counts,
+    images_with_any,
     no_finding_counts,
     operating_point_report,
     outcome_cells,
@@ -65,8 +66,8 @@ def prevalence(scored: ScoredSplit, confidence_level: float = 0.95) -> Dict[str,
     positives = scored.references.sum(axis=0)
     shares = dict(zip(scored.label_names, proportions(positives, np.full_like(positives, scored.num_images),
                                                       confidence_level)))
-    shares[NO_FINDING] = proportion(int((scored.references.sum(axis=1) == 0).sum()), scored.num_images,
-                                    confidence_level)
+    normal = scored.num_images - int(images_with_any(scored.references).sum())
+    shares[NO_FINDING] = proportion(normal, scored.num_images, confidence_level)
     return shares
 
 
@@ -126,12 +127,12 @@ def evaluate_split(
         by_attribute = [confusion_counts(cells, codes[attribute], len(masks[attribute])) for attribute in masks]
         counts = tuple(np.concatenate([whole[i][None, :], *(counted[i] for counted in by_attribute)])
                        for i in range(4))
-        has_finding = references.any(axis=1)
-        called_normal = has_finding & ~calls.any(axis=1)
+        has_finding = images_with_any(references)
+        called_normal = has_finding & ~images_with_any(calls)
         missed = [np.array([called_normal.sum()], dtype=np.int64)]
         with_findings = [np.array([has_finding.sum()], dtype=np.int64)]
         for attribute in masks:
-            counted = no_finding_counts(references, calls, codes[attribute], len(masks[attribute]))
+            counted = no_finding_counts(has_finding, called_normal, codes[attribute], len(masks[attribute]))
             missed.append(counted[0])
             with_findings.append(counted[1])
         no_finding = (np.concatenate(missed), np.concatenate(with_findings))
@@ -145,7 +146,7 @@ def evaluate_split(
         report["num_patients"] = int(np.unique(scored.metadata["patient_id"]).size)
     report["confidence_level"] = float(confidence_level)
     report["label_names"] = names
-    report["prevalence"] = prevalence(scored, confidence_level)
+    report["prevalence"] = shares = prevalence(scored, confidence_level)
     report["roc_auc"] = {
         **auc_report(summaries_by_key[_WHOLE_SPLIT]),
         "interval": interval,
@@ -184,7 +185,7 @@ def evaluate_split(
         report["subgroups_not_available"] = not_available
     report["largest_gaps"] = largest_gaps(subgroups, names)
     if reference is not None:
-        report["prevalence_shift"] = prevalence_shift(reference, scored, confidence_level)
+        report["prevalence_shift"] = prevalence_shift(reference, scored, confidence_level, shares)
     if expert is not None:
         against_experts = expert_report(scored, expert, confidence_level)
         if against_experts is not None:
@@ -192,16 +193,17 @@ def evaluate_split(
     return report
 
 
-def prevalence_shift(reference: ScoredSplit, scored: ScoredSplit, confidence_level: float = 0.95
-                     ) -> Dict[str, Any]:
+def prevalence_shift(reference: ScoredSplit, scored: ScoredSplit, confidence_level: float = 0.95,
+                     shares: Optional[Dict[str, Dict[str, Any]]] = None) -> Dict[str, Any]:
     """Each finding's (and "No Finding"'s) prevalence in ``reference`` and in ``scored``, and their difference.
 
     Returns:
         ``{"reference_split", "split", "per_finding": {finding: {"reference": rate, "split": rate, "difference"}}}``:
         the names of the two splits, then per finding its prevalence in each (Wilson-interval rates) and
-        ``split`` minus ``reference``.
+        ``split`` minus ``reference``. ``shares``: :func:`prevalence` of ``scored``, when already computed.
     """
-    before, after = prevalence(reference, confidence_level), prevalence(scored, confidence_level)
+    before = prevalence(reference, confidence_level)
+    after = shares if shares is not None else prevalence(scored, confidence_level)
     per_finding = {}
     for name in (*scored.label_names, NO_FINDING):
         if name not in before:
