@@ -191,6 +191,7 @@ def fit_scaling(
         ValueError: for an unknown method.
     """
     from sklearn.linear_model import LogisticRegression
+    from threadpoolctl import threadpool_limits  # installed with scikit-learn
 
     if method not in ("temperature", "platt"):
         raise ValueError(f"unknown calibration method {method!r}: use 'temperature' or 'platt'")
@@ -203,9 +204,11 @@ def fit_scaling(
         if positives == 0 or positives == labels.shape[0]:
             not_fitted[name] = f"no {'positive' if positives == 0 else 'negative'} image in {fitted_on}"
             continue
-        # unpenalised, and solved to the optimum (scikit-learn's default tolerance stops 1e-3 short of it)
+        # unpenalised, and solved to the optimum (scikit-learn's default tolerance stops 1e-3 short of it); one
+        # thread: a one-feature fit gains nothing from more, and a busy machine's thread start-ups cost 5-10x the fit
         model = LogisticRegression(C=np.inf, fit_intercept=method == "platt", tol=1e-10, max_iter=1000)
-        model.fit(logits[:, column:column + 1], labels[:, column])
+        with threadpool_limits(1):
+            model.fit(logits[:, column:column + 1], labels[:, column])
         slope = float(model.coef_[0, 0])
         if not slope > 0.0:
             not_fitted[name] = f"the fitted slope {slope:.3g} is not positive (the model ranks it backwards)"
