@@ -15,7 +15,8 @@ Scoring writes, in ``--output_dir``, for each split of ``--splits`` (default ``v
 ``evaluation_<split>.json`` (AUCs with intervals and positive counts, operating points, calibration, subgroups,
 prevalence shift), plus ``thresholds.json`` (chosen on validation by ``--threshold_rule``), ``calibration.json``
 (with ``--calibration``) and the reliability diagram. Without validation in ``--splits``, the checkpoint's own
-``thresholds.json`` and ``calibration.json`` are used when it has them. ``training/run.py --do_predict`` writes the
+``thresholds.json`` and ``calibration.json`` are used when it has them. Both files cover the 14 findings: for a
+checkpoint with other outputs too (a "No Finding" class), they do not cover those. ``training/run.py --do_predict`` writes the
 same files through the same code (``training/evaluation/``).
 
 ``--compare A B`` joins two ``predictions_<split>.parquet`` files on ``image_id``, prints a table and writes the
