@@ -15,6 +15,19 @@ import numpy as np
 from .labels import LABELS, multi_hot
 from .metadata import BoundingBox, EntryRow
 
+
+def list_of(feature: Any, length: int = -1) -> Any:
+    """A list feature: ``datasets.List`` (datasets 4 and later), or the same Arrow type in datasets 3's spelling.
+
+    datasets 3 is what the IPU environment has (optimum-graphcore 0.7.1 pins transformers 4.29, which needs
+    ``huggingface_hub<1``); there the package must import, for its labels and errors, although its builder is only
+    supported on the datasets versions of ``setup.cfg``.
+    """
+    if hasattr(datasets, "List"):
+        return datasets.List(feature, length=length)
+    return [feature] if length == -1 else datasets.Sequence(feature, length=length)
+
+
 FEATURES = datasets.Features(
     {
         "image": datasets.Image(),
@@ -28,9 +41,9 @@ FEATURES = datasets.Features(
         "original_height": datasets.Value("int32"),
         "pixel_spacing_x": datasets.Value("float32"),
         "pixel_spacing_y": datasets.Value("float32"),
-        "labels": datasets.List(datasets.Value("int8"), length=len(LABELS)),
-        "findings": datasets.List(datasets.ClassLabel(names=list(LABELS))),
-        "bboxes": datasets.List(
+        "labels": list_of(datasets.Value("int8"), length=len(LABELS)),
+        "findings": list_of(datasets.ClassLabel(names=list(LABELS))),
+        "bboxes": list_of(
             {
                 "finding": datasets.ClassLabel(names=list(LABELS)),
                 "x": datasets.Value("float32"),

@@ -641,12 +641,14 @@ def _point_clients_at(monkeypatch: pytest.MonkeyPatch, hub: HubStandIn, cache_di
     monkeypatch.delenv("HUGGING_FACE_HUB_TOKEN", raising=False)
     monkeypatch.setattr(constants, "ENDPOINT", hub.url)
     monkeypatch.setattr(constants, "HUGGINGFACE_CO_URL_TEMPLATE", hub.url + "/{repo_id}/resolve/{revision}/{filename}")
-    monkeypatch.setattr(constants, "HF_URL_HOSTS", constants.HF_URL_HOSTS | {"127.0.0.1"})
+    if hasattr(constants, "HF_URL_HOSTS"):  # huggingface_hub 1+; the IPU environment's 0.36 has no host allow-list
+        monkeypatch.setattr(constants, "HF_URL_HOSTS", constants.HF_URL_HOSTS | {"127.0.0.1"})
     monkeypatch.setattr(constants, "HF_HUB_DISABLE_XET", True)
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
     monkeypatch.setattr(constants, "HF_HUB_CACHE", cache_dir)
     parsed = urlparse(hub.url)
-    monkeypatch.setattr(_http, "_HUB_ORIGINS", _http._HUB_ORIGINS | {("http", "127.0.0.1", parsed.port)})
+    if hasattr(_http, "_HUB_ORIGINS"):
+        monkeypatch.setattr(_http, "_HUB_ORIGINS", _http._HUB_ORIGINS | {("http", "127.0.0.1", parsed.port)})
     monkeypatch.setattr(hf_api.api, "endpoint", hub.url)
 
     import datasets.config

@@ -65,6 +65,9 @@ def test_two_cpu_processes_train_and_only_rank_zero_publishes(tmp_path):
         "--use_cpu", "--do_train", "--do_eval", "--do_predict", "--max_steps", "4", "--logging_steps", "1",
         "--eval_strategy", "steps", "--save_strategy", "steps", "--eval_steps", "2", "--save_steps", "2",
         "--per_device_train_batch_size", "8",
+        # The fine-tuning options under DDP; the scaling rule with 2 processes: 0.0032 × 8 × 2 × 2 / 256 = 0.0004.
+        "--base_learning_rate", "0.0032", "--gradient_accumulation_steps", "2", "--lr_scheduler_type", "constant",
+        "--layer_decay", "0.75", "--drop_path_rate", "0.1", "--ema_decay", "0.5",
     ]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
     completed = run_in_own_session(command, env=env, cwd=tmp_path)
@@ -74,6 +77,11 @@ def test_two_cpu_processes_train_and_only_rank_zero_publishes(tmp_path):
     assert "terminate called" not in completed.stderr
     state = json.loads((output_dir / "trainer_state.json").read_text())
     assert state["global_step"] == 4
+    # The rate the Trainer logs is the optimizer's first group's, the head's: the scaled peak rate.
+    rates = [entry["learning_rate"] for entry in state["log_history"] if "learning_rate" in entry]
+    assert rates and rates == pytest.approx([0.0032 * 8 * 2 * 2 / 256] * len(rates)), rates
+    assert "global batch 32 (8 per device × 2 accumulation × 2 processes)" in completed.stdout + completed.stderr
+    assert any("eval_ema_roc_auc" in entry for entry in state["log_history"])
     results = json.loads((output_dir / "all_results.json").read_text())
     assert "eval_roc_auc" in results and "test_roc_auc_ci_low" in results
     for name in ("README.md", "model.safetensors", "roc_curves_test.png", "ipu_config.json"):

@@ -16,9 +16,9 @@ import json
 import math
 import os
 import typing
-from dataclasses import dataclass, field, fields
+from dataclasses import MISSING, dataclass, field, fields, make_dataclass
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from transformers import HfArgumentParser
 
@@ -29,6 +29,10 @@ BUILDER_DATASET = DATASET_NAME
 """``--dataset_name`` value that selects the project's builder (a raw NIH release in ``--data_dir``)."""
 
 CLASS_WEIGHTINGS = ("none", "balanced")
+
+OLDER_SPELLINGS = {"eval_strategy": "evaluation_strategy"}
+"""``TrainingArguments`` fields that transformers 4.x, and so optimum-graphcore's ``IPUTrainingArguments``, spell the
+old way. Recipe defaults, JSON keys and flags in the new spelling are respelled for a class that only has the old."""
 
 NUMBER_RULES: List[Tuple[str, Callable[[Any], bool], str]] = [
     # (argument, test of its value, what the test asks for); an unset (None) optional argument is not tested.
@@ -121,6 +125,34 @@ class ModelArguments:
             "path). Needs optimum-graphcore and the Poplar SDK's poptorch. It is also written to ipu_config.json."
         },
     )
+    # ---- fine-tuning options (training/layer_decay.py, drop_path.py, ema.py, learning_rate.py) ----
+    base_learning_rate: Optional[float] = field(
+        default=None,
+        metadata={
+            "help": "Peak learning rate per 256 images of global batch: the run's rate is this × "
+            "per_device_train_batch_size × gradient_accumulation_steps × processes / 256 (logged). Replaces "
+            "--learning_rate, which can't be given with it."
+        },
+    )
+    layer_decay: Optional[float] = field(
+        default=None,
+        metadata={
+            "help": "Layer-wise learning-rate decay d in (0, 1]: block i of L trains at d**(L-i) times the rate, the "
+            "embeddings at d**(L+1), the head at 1. Unset: one rate for all."
+        },
+    )
+    drop_path_rate: Optional[float] = field(
+        default=None,
+        metadata={"help": "Drop path (stochastic depth) rate of the last block, in [0, 1); linear in depth from 0."},
+    )
+    ema_decay: Optional[float] = field(
+        default=None,
+        metadata={
+            "help": "Keep an exponential moving average of the weights with this decay in (0, 1), evaluate it beside "
+            "the trained weights and keep it as the checkpoint's model when it scores better."
+        },
+    )
+    # ---- end of fine-tuning options ----
     overwrite_output_dir: bool = field(
         default=False,
         metadata={
@@ -151,6 +183,25 @@ class ModelArguments:
             raise ValueError(f"--max_pos_weight must be >= 1, got {self.max_pos_weight}")
         if self.ipu_config_name is not None and self.class_weighting != "none":
             raise ValueError("--class_weighting is not supported with --ipu_config_name: IPUTrainer uses the model's loss")
+        _check_fine_tuning_options(self)
+
+
+def _check_fine_tuning_options(model_args: "ModelArguments") -> None:
+    """Ranges of the fine-tuning options; none of them runs on IPUs, whose trainer is optimum-graphcore's."""
+    ranges = {
+        "base_learning_rate": (lambda value: value > 0, "> 0"),
+        "layer_decay": (lambda value: 0 < value <= 1, "in (0, 1]"),
+        "drop_path_rate": (lambda value: 0 <= value < 1, "in [0, 1)"),
+        "ema_decay": (lambda value: 0 < value < 1, "in (0, 1)"),
+    }
+    for name, (test, requirement) in ranges.items():
+        value = getattr(model_args, name)
+        if value is None:
+            continue
+        if model_args.ipu_config_name is not None:
+            raise ValueError(f"--{name} is not supported with --ipu_config_name")
+        if not (math.isfinite(value) and test(value)):
+            raise ValueError(f"--{name} must be {requirement}, got {value}")
 
 
 @dataclass
@@ -477,7 +528,13 @@ def hardware_defaults() -> Dict[str, Any]:
 
 
 def precision(training_args: Any) -> str:
-    """``"bf16"``, ``"fp16"`` or ``"fp32"``: the mixed precision ``training_args`` ask for."""
+    """``"bf16"``, ``"fp16"`` or ``"fp32"``: the mixed precision ``training_args`` ask for.
+
+    optimum-graphcore's ``IPUTrainingArguments`` have no ``bf16``/``fp16``: ``IPUTrainer`` halves the whole model to
+    fp16 unless ``--fp32`` is given.
+    """
+    if hasattr(training_args, "fp32") and not hasattr(training_args, "fp16"):
+        return "fp32" if training_args.fp32 else "fp16"
     return "bf16" if training_args.bf16 else "fp16" if training_args.fp16 else "fp32"
 
 
@@ -497,39 +554,59 @@ def ipu_config_name_from_argv(argv: Sequence[str]) -> Optional[str]:
 
 
 def parse_arguments(
-    argv: Sequence[str], training_arguments_class: type, argument_classes: Sequence[type] = RECIPE_ARGUMENTS,
-    defaults: Optional[Dict[str, Any]] = None,
+    argv: Sequence[str], training_arguments_class: type, defaults: Optional[Mapping[str, Any]] = None,
+    argument_classes: Sequence[type] = RECIPE_ARGUMENTS,
 ) -> Tuple[Any, ...]:
     """Parse flags, a ``.json`` file, or a ``.json`` file followed by overriding flags.
 
-    ``defaults`` replace the recipe's parser defaults (e.g. no evaluation schedule for a script that only predicts);
-    the JSON file and the flags still win over them.
+    Args:
+        defaults: parser defaults that replace :func:`hardware_defaults` where both set a field (the IPU settings of
+            :func:`training.ipu.ipu_defaults`; no evaluation schedule for a script that only predicts); a flag or JSON
+            key still wins.
+        argument_classes: the dataclasses parsed before ``training_arguments_class``: the recipe's
+            (``ModelArguments``, ``DataTrainingArguments``, ``EvaluationArguments``) by default.
 
     Returns:
-        One instance of each of ``argument_classes`` (the recipe's: ``ModelArguments``, ``DataTrainingArguments``,
-        ``EvaluationArguments``), then the ``training_arguments_class`` instance.
+        One instance of each of ``argument_classes``, then the ``training_arguments_class`` instance.
+
+    A field of :class:`ModelArguments` that ``training_arguments_class`` declares too (``IPUTrainingArguments`` has
+    ``overwrite_output_dir`` and ``ipu_config_name``) is parsed once, by that class, and copied into ``ModelArguments``.
 
     Raises:
         ValueError: for a bad or inconsistent argument (the message names it), an unreadable JSON file, or a JSON key
             that no dataclass knows.
     """
-    parser = RecipeArgumentParser((*argument_classes, training_arguments_class))
-    defaults = {**hardware_defaults(), **(defaults or {})}
+    with_model = ModelArguments in argument_classes
+    shared = [f.name for f in fields(ModelArguments) if with_model and _has_field(training_arguments_class, f.name)]
+    parser = _parser(training_arguments_class, shared, argument_classes)
+    respell = _respelling(training_arguments_class)
+    defaults = {respell(key): value for key, value in {**hardware_defaults(), **(defaults or {})}.items()}
     defaults = {key: value for key, value in defaults.items() if _has_field(training_arguments_class, key)}
-    argv = list(argv)
+    argv = [_respelled_flag(item, respell) for item in argv]
+    from_file: Dict[str, Any] = {}
     if argv and argv[0].endswith(".json"):
-        from_file = _read_json_arguments(Path(argv[0]))
+        from_file = {respell(key): value for key, value in _read_json_arguments(Path(argv[0])).items()}
         known = {f.name for dtype in parser.dataclass_types for f in fields(dtype)}
         unknown = sorted(set(from_file) - known)
         if unknown:
             raise ValueError(f"{argv[0]}: unknown argument(s) {', '.join(unknown)}")
         defaults.update(_checked_json_types(from_file, parser.dataclass_types, argv[0]))
-        argv = argv[1:]
+        argv = argv[1:] + _required_flags(from_file, parser.dataclass_types, argv[1:])
     parser.set_defaults(**defaults)
-    parsed = parser.parse_args_into_dataclasses(args=argv, look_for_args_file=False)
-    check_numbers(*parsed)
-    check_output_dir(parsed[-1].output_dir)
-    return tuple(parsed)
+    *parsed, training_args = parser.parse_args_into_dataclasses(args=argv, look_for_args_file=False)
+    if with_model:
+        index = list(argument_classes).index(ModelArguments)
+        model_args = parsed[index]
+        if shared:
+            model_args = parsed[index] = ModelArguments(
+                **{f.name: getattr(model_args, f.name) for f in fields(model_args)},
+                **{name: getattr(training_args, name) for name in shared})
+        if model_args.base_learning_rate is not None and _is_given("learning_rate", argv, from_file):
+            raise ValueError("give --base_learning_rate (scaled by the global batch) or --learning_rate (used as it "
+                             "is), not both")
+    check_numbers(*parsed, training_args)
+    check_output_dir(training_args.output_dir)
+    return (*parsed, training_args)
 
 
 def check_output_dir(output_dir: str) -> None:
@@ -569,6 +646,46 @@ def check_numbers(*argument_objects: Any) -> None:
             f"--num_train_epochs is {values['num_train_epochs']}, so --do_train would train nothing: give a number of "
             "epochs > 0 or --max_steps"
         )
+
+
+def _parser(training_arguments_class: type, shared: Sequence[str] = (),
+            argument_classes: Sequence[type] = RECIPE_ARGUMENTS) -> "RecipeArgumentParser":
+    classes = [_without_fields(dtype, shared) if dtype is ModelArguments and shared else dtype
+               for dtype in argument_classes]
+    return RecipeArgumentParser((*classes, training_arguments_class))
+
+
+def _without_fields(dtype: type, names: Sequence[str]) -> type:
+    """A copy of dataclass ``dtype`` without the fields ``names`` and without its checks (``__post_init__``); the
+    parsed values go back into ``dtype`` itself, which checks them."""
+    hints = typing.get_type_hints(dtype)
+    kept = [(f.name, hints[f.name], field(default=f.default, default_factory=f.default_factory, metadata=f.metadata))
+            for f in fields(dtype) if f.name not in names]
+    return make_dataclass(dtype.__name__, kept)
+
+
+def _required_flags(from_file: Dict[str, Any], dataclass_types: Sequence[type], argv: Sequence[str]) -> List[str]:
+    """Flags for the JSON file's values of fields without a default, which argparse requires on the command line
+    whatever the parser's defaults (``IPUTrainingArguments.output_dir``); a flag in ``argv`` still wins."""
+    required = [f.name for dtype in dataclass_types for f in fields(dtype)
+                if f.default is MISSING and f.default_factory is MISSING and f.name in from_file]
+    given = {item[2:].partition("=")[0] for item in argv if item.startswith("--")}
+    return [item for name in required if name not in given for item in (f"--{name}", str(from_file[name]))]
+
+
+def _respelling(training_arguments_class: type) -> Callable[[str], str]:
+    """Map a field name to the spelling ``training_arguments_class`` has (:data:`OLDER_SPELLINGS`)."""
+    older = {new: old for new, old in OLDER_SPELLINGS.items()
+             if not _has_field(training_arguments_class, new) and _has_field(training_arguments_class, old)}
+    return lambda name: older.get(name, name)
+
+
+def _respelled_flag(item: str, respell: Callable[[str], str]) -> str:
+    """``--eval_strategy`` (or ``--eval_strategy=epoch``) in the spelling of the parser's training arguments."""
+    if not item.startswith("--"):
+        return item
+    name, sep, value = item[2:].partition("=")
+    return f"--{respell(name)}{sep}{value}"
 
 
 def _checked_json_types(values: Dict[str, Any], dataclass_types: Sequence[type], source: str) -> Dict[str, Any]:
@@ -615,17 +732,22 @@ def _read_json_arguments(path: Path) -> Dict[str, Any]:
     return values
 
 
+def _is_given(name: str, argv: Sequence[str], from_file: Dict[str, Any]) -> bool:
+    """Whether ``--name`` is on the command line or a key of the JSON file (``from_file`` holds the file's values)."""
+    return name in from_file or any(item == f"--{name}" or item.startswith(f"--{name}=") for item in argv)
+
+
 def _has_field(dtype: type, name: str) -> bool:
     return any(f.name == name for f in fields(dtype))
 
 
 __all__: List[str] = [
+    "EvaluationArguments",
+    "RECIPE_ARGUMENTS",
     "BUILDER_DATASET",
     "NUMBER_RULES",
     "ModelArguments",
     "DataTrainingArguments",
-    "EvaluationArguments",
-    "RECIPE_ARGUMENTS",
     "check_numbers",
     "check_output_dir",
     "parse_arguments",

@@ -2,8 +2,10 @@
 
 The input pipeline has three steps, each in one place:
 
-1. **decode**, per image, in the data loader (:func:`decode_xrays`, given to ``Dataset.with_transform``): the PNG
-   becomes ``uint8`` grey pixels at their stored size;
+1. **decode**, per image, in the data loader (:func:`decode_xrays`, given to ``Dataset.with_transform`` by
+   :func:`xray_view`): the PNG becomes ``uint8`` grey pixels at their stored size. The resized configs store 8-bit
+   grey PNGs whose rows are unfiltered, which :func:`decode_gray8_png` reads with ``zlib`` and NumPy alone; every
+   other image (NIH's own PNGs in ``default``, 16-bit, colour, filtered or interlaced ones) goes through Pillow;
 2. **collate**, per batch, in the data loader (:func:`collate_xrays`): the pixels are stacked as ``uint8``
    (N, 1, H, W) beside each image's size and the float labels;
 3. **augment and normalise**, per batch, on the model's device (:mod:`training.augment`): crop, rotation, jitter,
@@ -16,8 +18,12 @@ run nothing but their compiled model (IPUs).
 
 from __future__ import annotations
 
-from typing import Any, Dict, List, Mapping, Sequence
+import io
+import struct
+import zlib
+from typing import Any, Dict, List, Mapping, Optional, Sequence
 
+import datasets
 import numpy as np
 import torch
 from PIL import Image
@@ -25,7 +31,11 @@ from PIL import Image
 from nih_chestxray14.labels import NUM_LABELS
 from training.augment import AugmentAndNormalise
 
-__all__ = ["to_grayscale", "decode_xrays", "collate_xrays", "AugmentingCollator"]
+__all__ = ["to_grayscale", "decode_gray8_png", "decode_xrays", "xray_view", "collate_xrays", "AugmentingCollator"]
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+COLUMNS = ["image", "labels"]
+"""The columns the transforms read; the others (metadata, boxes) are never decoded during training."""
 
 
 def to_grayscale(image: Image.Image) -> Image.Image:
@@ -49,17 +59,91 @@ def to_grayscale(image: Image.Image) -> Image.Image:
     return image.convert("L")
 
 
+def decode_gray8_png(data: bytes) -> Optional[np.ndarray]:
+    """The pixels of an 8-bit grey, non-interlaced PNG whose rows are all unfiltered (filter type 0), as the resized
+    configs store them; ``None`` for any other PNG or bytes, which then go to Pillow.
+
+    Reads the chunks, inflates the ``IDAT`` stream with ``zlib`` (which checks its Adler-32 checksum, so a damaged
+    stream is refused) and drops each row's filter byte. Ancillary chunks (``gAMA``, ``tRNS``, text) are skipped,
+    as Pillow's 8-bit grey decode ignores them too. Returns a read-only ``uint8`` (height, width) view.
+    """
+    if not data.startswith(PNG_SIGNATURE):
+        return None
+    view, position, streams, header = memoryview(data), len(PNG_SIGNATURE), [], None
+    while position + 12 <= len(data):
+        length, kind = struct.unpack_from(">I4s", data, position)
+        start, end = position + 8, position + 8 + length
+        if end + 4 > len(data):
+            return None
+        if kind == b"IHDR":
+            if header is not None or length != 13:
+                return None
+            header = struct.unpack_from(">IIBBBBB", data, start)
+        elif kind == b"IDAT":
+            streams.append(view[start:end])
+        elif kind == b"IEND":
+            break
+        elif not kind[0] & 0x20:  # a critical chunk other than IHDR, IDAT, IEND (e.g. PLTE)
+            return None
+        position = end + 4
+    else:
+        return None  # no IEND: truncated
+    if header is None or header[2:] != (8, 0, 0, 0, 0) or not streams:
+        return None
+    width, height = header[0], header[1]
+    if not 0 < width * height <= Image.MAX_IMAGE_PIXELS:
+        return None  # Pillow's decompression-bomb rules apply
+    expected = height * (width + 1)
+    inflater = zlib.decompressobj()
+    try:
+        raw = inflater.decompress(streams[0] if len(streams) == 1 else b"".join(streams), expected)
+    except zlib.error:
+        return None
+    if len(raw) != expected or not inflater.eof or inflater.unconsumed_tail:
+        return None
+    rows = np.frombuffer(raw, dtype=np.uint8).reshape(height, width + 1)
+    if rows[:, 0].any():
+        return None  # filtered rows: Pillow undoes the filters
+    return rows[:, 1:]
+
+
+def _gray_pixels(image: Any) -> np.ndarray:
+    """One image of a batch as 8-bit grey pixels: a PIL image, or ``{"bytes", "path"}`` from an undecoded column."""
+    if not isinstance(image, dict):
+        return np.asarray(to_grayscale(image))
+    data = image.get("bytes")
+    pixels = decode_gray8_png(data) if data else None
+    if pixels is not None:
+        return pixels
+    with Image.open(io.BytesIO(data) if data else image["path"]) as opened:
+        opened.load()
+        return np.asarray(to_grayscale(opened))
+
+
 def decode_xrays(batch: Mapping[str, Sequence[Any]]) -> Dict[str, List[Any]]:
-    """Decode a batch from ``Dataset.with_transform``: ``{"image": [PIL], "labels": [[0/1] * 14]}``.
+    """Decode a batch from ``Dataset.with_transform``: ``{"image": [...], "labels": [[0/1] * 14]}``, where each image
+    is a PIL image or, from a column cast to ``datasets.Image(decode=False)`` (:func:`xray_view`), its
+    ``{"bytes", "path"}``.
 
     Returns ``{"pixel_values": [uint8 array (h, w)], "labels": [...]}``: each image in 8-bit grey
-    (:func:`to_grayscale`) at its stored size; labels pass through. A module-level function, so data-loader workers
-    can pickle it.
+    (:func:`to_grayscale`; :func:`decode_gray8_png` where it applies) at its stored size; labels pass through. A
+    module-level function, so data-loader workers can pickle it.
     """
-    output: Dict[str, List[Any]] = {"pixel_values": [np.asarray(to_grayscale(image)) for image in batch["image"]]}
+    output: Dict[str, List[Any]] = {"pixel_values": [_gray_pixels(image) for image in batch["image"]]}
     if "labels" in batch:
         output["labels"] = list(batch["labels"])
     return output
+
+
+def xray_view(dataset: datasets.Dataset) -> datasets.Dataset:
+    """``dataset`` as the recipe's data loader reads it: the image column undecoded (its PNG bytes, so that
+    :func:`decode_xrays` can take the fast path) and decoded by :func:`decode_xrays`, on the fly, with the labels.
+
+    Only the feature changes; the Arrow data is not copied.
+    """
+    if isinstance(dataset.features.get("image"), datasets.Image):
+        dataset = dataset.cast_column("image", datasets.Image(decode=False))
+    return dataset.with_transform(decode_xrays, columns=COLUMNS)
 
 
 def collate_xrays(examples: Sequence[Mapping[str, Any]]) -> Dict[str, torch.Tensor]:

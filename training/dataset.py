@@ -1,7 +1,9 @@
 """Get the recipe its ``DatasetDict`` (train / validation / test): from the project's builder or an exported copy.
 
 The recipe never parses NIH's CSVs: with ``--dataset_name nih_chestxray14`` it asks the builder, otherwise it loads
-the exported Parquet dataset (a Hub id or a local folder) with ``datasets.load_dataset``.
+the exported Parquet dataset (a Hub id or a local folder) with ``datasets.load_dataset``. The builder needs the
+``datasets`` versions the package supports (``setup.cfg``); the IPU environment has an older one (datasets 3, which
+transformers 4.29 allows), where the recipe reads the Parquet export instead and says so.
 """
 
 from __future__ import annotations
@@ -11,8 +13,11 @@ from pathlib import Path
 from typing import Optional
 
 import datasets
+import pyarrow.compute as pc
+from packaging.requirements import Requirement
 
 import nih_chestxray14
+from nih_chestxray14.datasets_compat import SUPPORTED as BUILDER_DATASETS_VERSIONS
 from nih_chestxray14.hub import is_hub_id
 from nih_chestxray14.labels import LABELS, NUM_LABELS
 from nih_chestxray14.metadata import TEST_LIST
@@ -33,6 +38,7 @@ def write_sample_release(data_args: DataTrainingArguments) -> Optional[Path]:
     """
     if not data_args.make_sample_release:
         return None
+    check_builder_supported()
     from nih_chestxray14.sample import make_release
 
     root = Path(data_args.data_dir)
@@ -72,7 +78,24 @@ def load_chestxray14(data_args: DataTrainingArguments, cache_dir: Optional[str] 
     return dataset
 
 
+def check_builder_supported() -> None:
+    """Raise ``ValueError`` unless this environment's ``datasets`` is one the builder supports.
+
+    The IPU environment's datasets 3 is not: the builder (and the synthetic release writer) are written and tested
+    against the versions of ``setup.cfg``. There the data comes as the Parquet export, made in the main environment.
+    """
+    if Requirement(BUILDER_DATASETS_VERSIONS).specifier.contains(datasets.__version__, prereleases=True):
+        return
+    raise ValueError(
+        f"--dataset_name {BUILDER_DATASET} builds the dataset with this package's builder, which needs "
+        f"{BUILDER_DATASETS_VERSIONS}; this environment has datasets {datasets.__version__} (as the IPU environment "
+        "does). Export the dataset where the builder runs (python -m nih_chestxray14 export --data-dir <release> "
+        "--config resized-224 <folder>) and pass --dataset_name <folder> --dataset_config_name resized-224"
+    )
+
+
 def _load_from_builder(data_args: DataTrainingArguments, cache_dir: Optional[str]) -> datasets.DatasetDict:
+    check_builder_supported()
     if not Path(data_args.data_dir).is_dir():
         raise ValueError(f"--data_dir {data_args.data_dir} is not a folder: give the folder of the NIH release")
     configs = [config.name for config in nih_chestxray14.NIHChestXray14.BUILDER_CONFIGS]
@@ -127,6 +150,20 @@ def check_dataset(dataset: datasets.DatasetDict, name: str) -> None:
     length = getattr(features["labels"], "length", None)
     if length not in (None, -1, NUM_LABELS):
         raise ValueError(f"dataset {name!r}: 'labels' must be multi-hot vectors of length {NUM_LABELS}, got {length}")
+    if length in (None, -1):  # a list of any length, as datasets 3 reads the export's fixed-length one: check each row
+        for split in REQUIRED_SPLITS:
+            _check_label_lengths(dataset[split], f"dataset {name!r} split {split!r}")
+
+
+def _check_label_lengths(split: datasets.Dataset, where: str) -> None:
+    """Raise ``ValueError`` naming the first row whose ``labels`` is not 14 long; reads only the Arrow offsets."""
+    lengths = pc.list_value_length(split.data.column("labels"))
+    if pc.all(pc.equal(lengths, NUM_LABELS)).as_py() is not False and lengths.null_count == 0:
+        return
+    bad = pc.index(pc.fill_null(pc.equal(lengths, NUM_LABELS), False), False).as_py()
+    found = lengths[bad].as_py()
+    raise ValueError(f"{where}: row {bad} has {'no' if found is None else found} labels, expected {NUM_LABELS} "
+                     "(a multi-hot vector per image)")
 
 
 def split_used(dataset: datasets.DatasetDict, data_args: DataTrainingArguments) -> str:

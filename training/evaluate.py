@@ -16,8 +16,8 @@ Scoring writes, in ``--output_dir``, for each split of ``--splits`` (default ``v
 prevalence shift), plus ``thresholds.json`` (chosen on validation by ``--threshold_rule``), ``calibration.json``
 (with ``--calibration``) and the reliability diagram. Without validation in ``--splits``, the checkpoint's own
 ``thresholds.json`` and ``calibration.json`` are used when it has them. Both files cover the 14 findings: for a
-checkpoint with other outputs too (a "No Finding" class), they do not cover those. ``training/run.py --do_predict`` writes the
-same files through the same code (``training/evaluation/``).
+checkpoint with other outputs too (a "No Finding" class), they do not cover those. ``training/run.py --do_predict``
+writes the same files through the same code (``training/evaluation/``).
 
 ``--compare A B`` joins two ``predictions_<split>.parquet`` files on ``image_id``, prints a table and writes the
 comparison to ``--output_file`` (``comparison.json``).
@@ -133,10 +133,11 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
     from transformers import TrainingArguments
 
     scoring_args, data_args, evaluation_args, training_args = parse_arguments(
-        argv, TrainingArguments, (ScoringArguments, DataTrainingArguments, EvaluationArguments), defaults=PREDICT_ONLY)
+        argv, TrainingArguments, defaults=PREDICT_ONLY,
+        argument_classes=(ScoringArguments, DataTrainingArguments, EvaluationArguments))
     _setup_logging(training_args)
 
-    from training.augment import AugmentAndNormalise, ImageGeometry
+    from training.augment import AugmentAndNormalise
     from training.data import collate_xrays
     from training.arguments import BUILDER_DATASET
     from training.dataset import load_chestxray14, split_used, write_sample_release
@@ -144,6 +145,7 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
     from training.evaluation.expert import load_expert_labels
     from training.evaluation.outputs import write_evaluation
     from training.evaluation.scoring import predict_split
+    from training.model import image_geometry
     from training.trainer import ChestXray14Trainer
 
     # The checkpoint first: one that lacks a finding is refused before any data is prepared.
@@ -155,7 +157,7 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
 
     trainer = ChestXray14Trainer(
         model=model, args=training_args, data_collator=collate_xrays, processing_class=image_processor,
-        augment_and_normalise=AugmentAndNormalise(ImageGeometry.from_image_processor(image_processor)),
+        augment_and_normalise=AugmentAndNormalise(image_geometry(image_processor)),
     )
     scored, description = {}, split_used(dataset, data_args)
     for split in scoring_args.split_list:

@@ -50,7 +50,11 @@ def not_uploaded(output_dir: Path) -> List[str]:
 def hyperparameters(
     model_args: ModelArguments, data_args: DataTrainingArguments, training_args: Any, geometry: ImageGeometry
 ) -> Dict[str, Any]:
-    """The settings a reader needs to reproduce the run, as a flat dict of plain values (no secrets)."""
+    """The settings a reader needs to reproduce the run, as a flat dict of plain values (no secrets).
+
+    On IPUs, ``training.ipu.ipu_hyperparameters`` replaces the batch, optimizer and precision entries with what
+    ``IPUTrainer`` does (its arguments have no ``optim`` and keep gradient accumulation in the ``IPUConfig``).
+    """
     world_size = max(1, int(getattr(training_args, "world_size", 1)))
     precision_text = precision(training_args)
     if getattr(training_args, "tf32", None):
@@ -67,10 +71,11 @@ def hyperparameters(
         "num_train_epochs": training_args.num_train_epochs,
         "max_steps": training_args.max_steps if training_args.max_steps > 0 else None,
         "seed": training_args.seed,
-        "optimizer": str(getattr(training_args.optim, "value", training_args.optim)),
+        "optimizer": _enum_text(getattr(training_args, "optim", None)),  # IPUTrainingArguments: none (see ipu.py)
         "weight_decay": training_args.weight_decay,
-        "lr_scheduler": str(getattr(training_args.lr_scheduler_type, "value", training_args.lr_scheduler_type)),
+        "lr_scheduler": _enum_text(training_args.lr_scheduler_type),
         "warmup_steps": training_args.warmup_steps,
+        "warmup_ratio": getattr(training_args, "warmup_ratio", None) or None,  # transformers 4.x only
         "precision": precision_text,
         "torch_compile": bool(getattr(training_args, "torch_compile", False)),
         "image_size": geometry.crop_size,
@@ -80,6 +85,8 @@ def hyperparameters(
         "augmentation": _augmentation_text(data_args),
         "best_checkpoint_by": getattr(training_args, "metric_for_best_model", None),
     }
+    for name in ("base_learning_rate", "layer_decay", "drop_path_rate", "ema_decay"):  # fine-tuning options, if set
+        values[name] = getattr(model_args, name, None)
     if model_args.model_name_or_path is None:
         values["model_type"] = model_args.model_type
         values["config_overrides"] = model_args.config_overrides
@@ -158,6 +165,10 @@ def write_card(
     card = write_model_card(output_dir, inputs)
     write_eval_results(output_dir, inputs)
     return card
+
+
+def _enum_text(value: Any) -> Optional[str]:
+    return None if value is None else str(getattr(value, "value", value))
 
 
 def _augmentation_text(data_args: DataTrainingArguments) -> str:

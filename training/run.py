@@ -12,6 +12,7 @@ Examples::
 
     torchrun --nproc_per_node 8 training/run.py ...      # several GPUs, same script
     python training/run.py training/configs/demo.json    # offline demo: synthetic release, tiny ViT, CPU
+    python training/run.py training/configs/vit-base-nih.json --data_dir /data/nih   # the published ViT-B recipe
 
 Rerunning with the same ``--output_dir`` resumes from its last complete checkpoint unless ``--overwrite_output_dir`` is
 given (one that a killed run left half-written is renamed ``incomplete-checkpoint-N-<time>`` and kept).
@@ -22,7 +23,8 @@ its transforms), ``model.py``, ``trainer.py`` (the Trainer and its checkpoints, 
 then ``plots.py`` and ``publish.py`` (the card, rendered by ``model_card/``, and the upload). With ``--do_predict``,
 ``evaluation/`` writes the evaluation of validation and test (predictions, operating points in ``thresholds.json``,
 calibration, subgroups; the same code as ``training/evaluate.py``). ``ipu.py`` matters only with
-``--ipu_config_name``.
+``--ipu_config_name``; ``learning_rate.py``, ``layer_decay.py``, ``drop_path.py`` and ``ema.py`` only with their
+options (``--base_learning_rate``, ``--layer_decay``, ``--drop_path_rate``, ``--ema_decay``).
 """
 
 from __future__ import annotations
@@ -57,17 +59,26 @@ from training.arguments import (  # noqa: E402
     parse_arguments,
     precision,
 )
-from training.augment import AugmentAndNormalise, ImageGeometry  # noqa: E402
-from training.data import AugmentingCollator, collate_xrays, decode_xrays  # noqa: E402
+from training.augment import AugmentAndNormalise  # noqa: E402
+from training.data import AugmentingCollator, collate_xrays, xray_view  # noqa: E402
 from training.dataset import load_chestxray14, split_used, write_sample_release  # noqa: E402
 from training.evaluation.expert import load_expert_labels  # noqa: E402
 from training.evaluation.outputs import EvaluationOutputs, write_evaluation  # noqa: E402
 from training.evaluation.predictions import ScoredSplit  # noqa: E402
 from training.evaluation.scoring import scored_split_from_logits  # noqa: E402
-from training.ipu import IPUUnavailableError, load_ipu_config, trainer_classes, write_ipu_config  # noqa: E402
+from training.ipu import (  # noqa: E402
+    IPUUnavailableError,
+    check_device_steps,
+    ipu_defaults,
+    ipu_hyperparameters,
+    load_ipu_config,
+    trainer_classes,
+    write_ipu_config,
+)
+from training.learning_rate import apply_base_learning_rate  # noqa: E402
 from training.loss import MultiLabelBCELoss, balanced_pos_weight  # noqa: E402
 from training.metrics import MultiLabelROCAUC, logits_of, sigmoid, strip_prefix  # noqa: E402
-from training.model import build_config, build_image_processor, build_model  # noqa: E402
+from training.model import build_config, build_image_processor, build_model, image_geometry  # noqa: E402
 from training.plots import plot_roc_curves, plot_training_curves  # noqa: E402
 from training.publish import (  # noqa: E402
     PushError,
@@ -81,9 +92,6 @@ from training.trainer import checkpoint_to_resume  # noqa: E402
 
 logger = logging.getLogger(__name__)
 
-COLUMNS = ["image", "labels"]
-"""The columns the transforms read; the others (metadata, boxes) are never decoded during training."""
-
 
 def main(argv: Optional[Sequence[str]] = None) -> Dict[str, float]:
     """Run the recipe with command-line ``argv`` (default ``sys.argv[1:]``); return the metrics of ``all_results.json``.
@@ -96,14 +104,17 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, float]:
     argv = sys.argv[1:] if argv is None else list(argv)
     ipu_config_name = ipu_config_name_from_argv(argv)
     trainer_class, training_arguments_class = trainer_classes(ipu_config_name)
-    model_args, data_args, evaluation_args, training_args = parse_arguments(argv, training_arguments_class)
+    ipu_settings = ipu_defaults() if ipu_config_name is not None else None  # Graphcore's ViT tutorial's settings
+    model_args, data_args, evaluation_args, training_args = parse_arguments(argv, training_arguments_class,
+                                                                            ipu_settings)
     hub_token = _take_hub_token(training_args)
     push_to_hub, training_args.push_to_hub = training_args.push_to_hub, False  # we upload the finished folder
     _setup_logging(training_args)
+    apply_base_learning_rate(model_args.base_learning_rate, training_args)  # the scaling rule, logged
     output_dir = Path(training_args.output_dir)
     checkpoint = checkpoint_to_resume(training_args, model_args.overwrite_output_dir)
     # Checked before training, so a missing login stops the run early. Only the main process pushes.
-    will_push = push_to_hub and training_args.process_index == 0
+    will_push = push_to_hub and getattr(training_args, "process_index", 0) == 0  # IPUs: one process
     repo_id = resolve_repo_id(training_args.hub_model_id, output_dir, hub_token) if will_push else None
 
     # Model config and preprocessing first: a bad --config_overrides fails before the dataset is prepared.
@@ -119,16 +130,21 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, float]:
     # Model (seeded first, so a model built from scratch starts from the same weights every run)
     transformers.set_seed(training_args.seed)
     model = build_model(model_args, config)
-    geometry = ImageGeometry.from_image_processor(image_processor)
+    geometry = image_geometry(image_processor)
     augment_and_normalise = AugmentAndNormalise(geometry, data_args.augmentation() if data_args.augment else None)
 
     # Trainer: the same for GPUs, CPUs and IPUs; only the classes and a few keyword names differ.
     pos_weight = _balanced_pos_weight(dataset["train"], model_args) if model_args.class_weighting == "balanced" else None
     trainer = _build_trainer(
         trainer_class, model, training_args, ipu_config_name, image_processor, pos_weight, augment_and_normalise,
-        train_dataset=dataset["train"].with_transform(decode_xrays, columns=COLUMNS) if training_args.do_train else None,
-        eval_dataset=dataset["validation"].with_transform(decode_xrays, columns=COLUMNS),
+        fine_tuning={"layer_decay": model_args.layer_decay, "ema_decay": model_args.ema_decay},
+        train_dataset=xray_view(dataset["train"]) if training_args.do_train else None,
+        eval_dataset=xray_view(dataset["validation"]),
     )
+    if ipu_config_name is not None:  # a device step has a fixed size: check every split fits it before any work
+        check_device_steps(trainer, {split: len(dataset[split]) for split, used in (
+            ("train", training_args.do_train), ("validation", training_args.do_eval or training_args.do_predict),
+            ("test", training_args.do_predict)) if used})
 
     # Train, evaluate, predict
     results: Dict[str, Any] = {}
@@ -142,8 +158,7 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, float]:
         results.update(_report(trainer, "eval", trainer.evaluate()))
     prediction, scored = None, {}
     if training_args.do_predict:
-        prediction = trainer.predict(dataset["test"].with_transform(decode_xrays, columns=COLUMNS),
-                                     metric_key_prefix="test")
+        prediction = trainer.predict(xray_view(dataset["test"]), metric_key_prefix="test")
         results.update(_report(trainer, "test", prediction.metrics))
         scored = _score_for_evaluation(trainer, dataset, prediction, data_args)
 
@@ -158,7 +173,8 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, float]:
             model_name=repo_id or output_dir.name,
             model_args=model_args,
             data_args=data_args,
-            hyperparameters=hyperparameters(model_args, data_args, training_args, geometry),
+            hyperparameters=hyperparameters(model_args, data_args, training_args, geometry)
+            | ipu_hyperparameters(trainer),
             hardware=hardware_description(training_args, ipu_config_name),
             validation_metrics=strip_prefix(results, "eval_") or _last_validation_metrics(trainer.state.log_history),
             test_metrics=strip_prefix(results, "test_"),
@@ -173,18 +189,19 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, float]:
         trainer.save_metrics("all", results, combined=False)
         if will_push:
             push_output_dir(output_dir, repo_id, token=hub_token, private=training_args.hub_private_repo,
-                            revision=training_args.hub_revision)
+                            revision=getattr(training_args, "hub_revision", None))
     return results
 
 
 def _build_trainer(trainer_class, model, training_args, ipu_config_name: Optional[str], image_processor,
-                   pos_weight: Optional[torch.Tensor], augment_and_normalise: AugmentAndNormalise, *, train_dataset,
-                   eval_dataset):
+                   pos_weight: Optional[torch.Tensor], augment_and_normalise: AugmentAndNormalise, *,
+                   fine_tuning: Dict[str, Any], train_dataset, eval_dataset):
     """The Trainer (or IPUTrainer) with the recipe's collator, metrics and loss.
 
     On GPUs and CPUs the loss is :class:`MultiLabelBCELoss` (with ``pos_weight`` for ``--class_weighting balanced``)
     and batches are augmented and normalised on the model's device (:class:`~training.trainer.ChestXray14Trainer`); on IPUs the model's own
-    BCE runs on the device and the collators augment and normalise on the host.
+    BCE runs on the device and the collators augment and normalise on the host. ``fine_tuning`` holds
+    ``ChestXray14Trainer``'s ``layer_decay`` and ``ema_decay`` (``None`` for off; the arguments refuse them on IPUs).
     """
     kwargs: Dict[str, Any] = {}
     if ipu_config_name is not None:
@@ -193,7 +210,7 @@ def _build_trainer(trainer_class, model, training_args, ipu_config_name: Optiona
                       eval_data_collator=AugmentingCollator(augment_and_normalise, training=False))
     else:
         kwargs.update(processing_class=image_processor, compute_loss_func=MultiLabelBCELoss(pos_weight),
-                      data_collator=collate_xrays, augment_and_normalise=augment_and_normalise)
+                      data_collator=collate_xrays, augment_and_normalise=augment_and_normalise, **fine_tuning)
     return trainer_class(
         model=model,
         args=training_args,
@@ -220,7 +237,7 @@ def _write_published_folder(trainer, output_dir: Path, image_processor, predicti
         probabilities = sigmoid(logits_of(prediction.predictions))
         plots.update(plot_roc_curves(prediction.label_ids, probabilities, LABELS, output_dir,
                                      strip_prefix(prediction.metrics, "test_")))
-    write_ipu_config(output_dir, ipu_config_name)
+    write_ipu_config(output_dir, ipu_config_name, getattr(trainer, "ipu_config", None))  # IPUs: the one used
     return plots
 
 
@@ -232,8 +249,7 @@ def _score_for_evaluation(trainer, dataset: datasets.DatasetDict, test_predictio
     Test comes from the prediction just made; validation, where the operating points and the calibration are chosen,
     is predicted now. Every process takes part in the predictions; only the main one writes.
     """
-    validation = trainer.predict(dataset["validation"].with_transform(decode_xrays, columns=COLUMNS),
-                                 metric_key_prefix="eval")
+    validation = trainer.predict(xray_view(dataset["validation"]), metric_key_prefix="eval")
     description = split_used(dataset, data_args)
     return {
         split: scored_split_from_logits(split, dataset[split], prediction.predictions, description=description,
@@ -278,7 +294,7 @@ def _setup_logging(training_args) -> None:
     transformers.utils.logging.set_verbosity(training_args.get_process_log_level())
     logger.info(
         "process rank %s, device %s, %s process(es), precision %s",
-        training_args.process_index, training_args.device, training_args.world_size,
+        getattr(training_args, "process_index", 0), training_args.device, getattr(training_args, "world_size", 1),
         precision(training_args),
     )
 

@@ -34,15 +34,16 @@ import torch
 from transformers import PreTrainedModel, Trainer
 from transformers.trainer import TRAINER_STATE_NAME, TRAINING_ARGS_NAME
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
-from transformers.utils import (
-    SAFE_WEIGHTS_INDEX_NAME,
-    SAFE_WEIGHTS_NAME,
-    WEIGHTS_INDEX_NAME,
-    WEIGHTS_NAME,
-    is_torch_xla_available,
-)
+from transformers.utils import SAFE_WEIGHTS_INDEX_NAME, SAFE_WEIGHTS_NAME, WEIGHTS_INDEX_NAME, WEIGHTS_NAME
+
+try:
+    from transformers.utils import is_torch_xla_available
+except ImportError:  # transformers 4.29 (the IPU environment, which uses only this module's checkpoint functions)
+    from transformers.utils import is_torch_tpu_available as is_torch_xla_available
 
 from training.augment import AugmentOnDeviceMixin
+from training.ema import EMAMixin
+from training.layer_decay import LayerDecayMixin
 
 logger = logging.getLogger(__name__)
 
@@ -58,9 +59,8 @@ SAVES_ORIGINAL_NAMES = "save_original_format" in inspect.signature(PreTrainedMod
 """Whether this transformers renames weights on save (5.x). Older ones save under the model's own names already."""
 
 
-class ChestXray14Trainer(AugmentOnDeviceMixin, Trainer):
-    """transformers' ``Trainer`` whose checkpoints reload into the model that wrote them (see the module docstring),
-    and which augments and normalises each batch on the model's device (:class:`~training.augment.AugmentOnDeviceMixin`)."""
+class OwnWeightNamesMixin:
+    """Put before ``transformers.Trainer``: checkpoints keep the model's own weight names (module docstring)."""
 
     def save_model(self, output_dir: Optional[str] = None, _internal_call: bool = False) -> None:
         """Save the model as ``Trainer.save_model`` does; a ``checkpoint-N`` folder keeps the model's own weight names.
@@ -84,6 +84,17 @@ class ChestXray14Trainer(AugmentOnDeviceMixin, Trainer):
             self.processing_class.save_pretrained(output_dir)
         torch.save(self.args, os.path.join(output_dir, TRAINING_ARGS_NAME))
         return None
+
+
+class ChestXray14Trainer(EMAMixin, LayerDecayMixin, AugmentOnDeviceMixin, OwnWeightNamesMixin, Trainer):
+    """transformers' ``Trainer`` with the recipe's additions, each a mixin of its own:
+
+    - checkpoints that reload into the model that wrote them (:class:`OwnWeightNamesMixin`, module docstring);
+    - batches augmented and normalised on the model's device (:class:`~training.augment.AugmentOnDeviceMixin`);
+    - layer-wise learning-rate decay with ``layer_decay=`` (:class:`~training.layer_decay.LayerDecayMixin`);
+    - an average of the weights, evaluated and kept when better, with ``ema_decay=``
+      (:class:`~training.ema.EMAMixin`).
+    """
 
 
 def is_complete_checkpoint(folder: Path) -> bool:
@@ -146,7 +157,7 @@ def checkpoint_to_resume(training_args: Any, overwrite_output_dir: bool) -> Opti
     if not training_args.do_train:
         return None
     output_dir = Path(training_args.output_dir)
-    first_on_machine = training_args.local_process_index == 0
+    first_on_machine = getattr(training_args, "local_process_index", 0) == 0  # IPUTrainingArguments: one process
     # Every process enters the barrier, whatever it finds on disk: a barrier only some processes enter hangs the run.
     with training_args.main_process_first(desc="finding the checkpoint to resume from"):
         if not output_dir.is_dir():

@@ -1,4 +1,4 @@
-"""Set-up for the IPU stack's tests: no network, and the data folder that ``make test-ipu`` prepares."""
+"""Set-up for the IPU stack's tests: no network, the data folder that ``make test-ipu`` prepares, the Hub stand-in."""
 
 import json
 import os
@@ -11,6 +11,9 @@ os.environ["HF_DATASETS_OFFLINE"] = "1"
 os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
 
 DATA_VARIABLE = "NIH_CHESTXRAY14_IPU_DATA"
+
+# The main suite's local stand-in for the Hub (tests/hub_stand_in.py, the `hub` fixture), for the recipe's upload.
+pytest_plugins = ["hub_stand_in"]
 
 
 @pytest.fixture(scope="session")

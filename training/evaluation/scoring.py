@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 from typing import Dict, List, Mapping, Optional, Sequence
 
+import datasets
 import numpy as np
 
 from nih_chestxray14.labels import LABELS, UnknownFindingError, canonical_finding
@@ -124,6 +125,8 @@ def predict_split(trainer, split: str, dataset_split, columns: Sequence[int], la
     ``trainer`` is a :class:`~training.trainer.ChestXray14Trainer` (it turns decoded ``uint8`` batches into the
     model's inputs); it needs no ``compute_metrics`` and no loss, since no labels reach the model.
     """
-    images = dataset_split.with_transform(decode_xrays, columns=["image"])
-    prediction = trainer.predict(images, metric_key_prefix=split)
+    images = dataset_split.select_columns(["image"])
+    if isinstance(images.features["image"], datasets.Image):  # undecoded PNG bytes: decode_xrays' fast path
+        images = images.cast_column("image", datasets.Image(decode=False))
+    prediction = trainer.predict(images.with_transform(decode_xrays), metric_key_prefix=split)
     return scored_split_from_logits(split, dataset_split, prediction.predictions, columns, label_names, description)
