@@ -188,7 +188,7 @@ def full_loop_rate(model_key: str, device: torch.device, batch_size: int, steps:
     argv += ["--config_overrides", overrides] if overrides else []
     argv += ["--use_cpu"] if device.type == "cpu" else []
     argv += ["--torch_compile"] if compile_model else []
-    model_args, data_args, training_args = parse_arguments(argv, TrainingArguments)
+    model_args, data_args, _, training_args = parse_arguments(argv, TrainingArguments)
     write_sample_release(data_args)
     train = load_chestxray14(data_args, cache_dir=model_args.cache_dir)["train"]
     if len(train) < batch_size:

@@ -3,10 +3,11 @@
 Read top to bottom, as the card is built:
 
 1. :class:`ModelCardInputs`: everything the card shows about one run, checked on construction;
-2. :func:`card_data`: the YAML metadata, a ``model-index`` the Hub parses (AUCs and their intervals per split), plus
-   base model, dataset, license and tags;
-3. :func:`render_model_card`: ``template.md`` filled in (results table, split rule, hyperparameters, plots, where the
-   model looks, limits, citations), with any Hub token removed;
+2. :func:`card_data`: the YAML metadata, a ``model-index`` the Hub parses (macro and per-finding AUC per split),
+   plus base model, dataset, license and tags;
+3. :func:`render_model_card`: ``template.md`` filled in (results table with positive counts, the evaluation's
+   operating points, disaggregated results, calibration and prevalence shift from ``evaluation_sections.py``, split
+   rule, hyperparameters, plots, where the model looks, limits, citations), with any Hub token removed;
 4. :func:`write_model_card`: ``output_dir/README.md``, written atomically.
 """
 
@@ -23,6 +24,8 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
+from metrics.roc_auc_multilabel import INTERVAL_DESCRIPTIONS
+from model_card.evaluation_sections import evaluation_context
 from nih_chestxray14.builder import DATASET_NAME
 from nih_chestxray14.files import atomic_write
 from nih_chestxray14.hub import is_hub_id, redact_secrets
@@ -32,7 +35,8 @@ logger = logging.getLogger(__name__)
 
 TEMPLATE_PATH = Path(__file__).resolve().parent / "template.md"
 NOT_AVAILABLE = "n/a"
-DELONG_INTERVALS = "DeLong's method (DeLong et al., 1988), computed with the fast algorithm of Sun & Xu (2014)"
+DEFAULT_INTERVALS = INTERVAL_DESCRIPTIONS["auto"]
+"""The metric's own sentence for its default intervals (``interval="auto"``), so the card says what was computed."""
 _SECRET_KEY = re.compile(r"token|password|secret|api_key|credential", re.IGNORECASE)
 """Hyperparameter names whose values the card never shows."""
 
@@ -83,8 +87,8 @@ class ModelCardInputs:
     """The model's license (the recipe's code and google/vit-base-patch16-224-in21k are Apache-2.0)."""
     confidence_level: float = 0.95
     """The level of the ``_ci_low``/``_ci_high`` intervals in the metric dictionaries."""
-    interval_method: str = DELONG_INTERVALS
-    """How the intervals were computed, in words, for the card's text."""
+    interval_method: str = DEFAULT_INTERVALS
+    """How the intervals were computed, in words, for the card's text (the metric's ``INTERVAL_DESCRIPTIONS``)."""
     synthetic_data: bool = False
     """The run used a synthetic sample release (``nih_chestxray14.sample``), not NIH's images: the card says so at
     the top, names the dataset as a synthetic sample in the model-index, and lists no Hub dataset."""
@@ -92,6 +96,14 @@ class ModelCardInputs:
     """What ``training/localize.py`` wrote to ``localization.json`` for the test split (method, per-finding accuracy
     and false positives at each T(IoBB), the random lung-field baseline, ``figure``); ``{}`` for none. The card then
     has a "Where the model looks" section."""
+    split_description: Optional[str] = None
+    """The split the dataset was built on, as the dataset records it (``nih_chestxray14.split_description``)."""
+    custom_split: bool = False
+    """The run used the user's own split lists (``--split_lists``), not NIH's official split: the card says so."""
+    evaluation: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    """Split → the run's ``evaluation_<split>.json`` report (``training/evaluation/report.py``): operating points,
+    subgroups, calibration and prevalence shift for the card's evaluation sections; ``{}`` without ``--do_predict``.
+    Its per-finding positive counts also fill the results table when the metrics lack ``roc_auc_<label>_positives``."""
 
     def __post_init__(self) -> None:
         if not isinstance(self.model_name, str) or not self.model_name.strip():
@@ -111,6 +123,11 @@ class ModelCardInputs:
             raise ValueError(f"ModelCardInputs.confidence_level must be in (0, 1), got {self.confidence_level!r}")
         for name in ("validation_metrics", "test_metrics"):
             setattr(self, name, _numeric_metrics(name, getattr(self, name)))
+        self.evaluation = {} if self.evaluation is None else self.evaluation
+        if not isinstance(self.evaluation, Mapping) or not all(
+                isinstance(report, Mapping) and "roc_auc" in report for report in self.evaluation.values()):
+            raise ValueError("ModelCardInputs.evaluation must map split names to evaluation reports (with 'roc_auc')")
+        self.evaluation = dict(self.evaluation)
         figures = dict(self.plots)
         if self.localization.get("figure"):
             figures["localization"] = self.localization["figure"]
@@ -193,13 +210,12 @@ def metric_key(label: Optional[str]) -> str:
 
 
 def eval_results(inputs: ModelCardInputs) -> List[EvalResult]:
-    """One ``EvalResult`` per finite AUC and interval bound, for the validation and test splits.
+    """One ``EvalResult`` per finite AUC, macro and per finding, for the validation and test splits.
 
-    AUCs have ``metric_type="roc_auc"``; interval bounds ``"roc_auc_ci_low"``/``"roc_auc_ci_high"`` (the metric's
-    own key names) with the confidence level in ``metric_args``. NaN or missing values are left out.
+    Only the AUCs (``metric_type="roc_auc"``): that is what the Hub shows well. Their intervals, positive counts and
+    the rest of the evaluation are in the card's text and the run's JSON files. NaN or missing values are left out.
     """
     results = []
-    level = round(float(inputs.confidence_level), 4)
     for split, metrics in zip(SPLITS, (inputs.validation_metrics, inputs.test_metrics)):
         common = dict(
             task_type=TASK_TYPE,
@@ -224,19 +240,6 @@ def eval_results(inputs: ModelCardInputs) -> List[EvalResult]:
                     **common,
                 )
             )
-            for bound, word in (("low", "lower"), ("high", "upper")):
-                limit = finite(metrics.get(f"{key}_ci_{bound}"))
-                if limit is None:
-                    continue
-                results.append(
-                    EvalResult(
-                        metric_type=f"roc_auc_ci_{bound}",
-                        metric_value=round(limit, DECIMALS),
-                        metric_name=f"{name}, {level:.0%} CI {word} bound",
-                        metric_args={"confidence_level": level},
-                        **common,
-                    )
-                )
     return results
 
 
@@ -290,13 +293,36 @@ def write_model_card(output_dir: str | os.PathLike, inputs: ModelCardInputs) -> 
 
 
 def format_auc(value: Optional[float], low: Optional[float] = None, high: Optional[float] = None) -> str:
-    """``"0.8123 (0.8010–0.8236)"``, ``"0.8123"`` without an interval, ``"n/a"`` for a missing or NaN AUC."""
+    """``"0.8123 (0.8010–0.8236)"``, ``"0.8123"`` without an interval, ``"n/a"`` for a missing or NaN AUC.
+
+    An interval that collapsed to a point (``1.0000 (1.0000–1.0000)`` from DeLong's variance on a perfect ranking) is
+    never shown as if it were certain: the cell says that no interval could be computed.
+    """
     value = finite(value)
     if value is None:
         return NOT_AVAILABLE
     low, high = finite(low), finite(high)
-    interval = f" ({low:.4f}–{high:.4f})" if low is not None and high is not None else ""
-    return f"{value:.4f}{interval}"
+    if low is None or high is None:
+        return f"{value:.4f}"
+    if low == high:
+        return f"{value:.4f} (no interval could be computed)"
+    return f"{value:.4f} ({low:.4f}–{high:.4f})"
+
+
+def positives_cell(inputs: ModelCardInputs, split: str, label: Optional[str]) -> str:
+    """The number of positive images behind an AUC (``"1,234"``), or, for the macro row, how many findings the mean
+    covers (``"13 of 14 findings"``); ``""`` when unknown."""
+    metrics = inputs.validation_metrics if split == "validation" else inputs.test_metrics
+    report = inputs.evaluation.get(split)
+    if label is None:
+        if report is not None:
+            return f"{report['roc_auc']['macro']['findings']} of {len(inputs.label_names)} findings"
+        defined = sum(finite(metrics.get(metric_key(name))) is not None for name in inputs.label_names)
+        return f"{defined} of {len(inputs.label_names)} findings" if metrics.get("roc_auc") is not None else ""
+    count = metrics.get(f"{metric_key(label)}_positives")
+    if count is None and report is not None:
+        count = report["roc_auc"]["per_finding"].get(label, {}).get("positives")
+    return "" if count is None or finite(count) is None else f"{int(count):,}"
 
 
 def format_duration(seconds: Optional[float]) -> str:
@@ -313,9 +339,15 @@ def _template_context(inputs: ModelCardInputs) -> Dict[str, Any]:
         ("a local checkpoint" if inputs.base_model else None)
     )
     throughput = finite(inputs.train_samples_per_second)
+    calibration_plot = next(
+        (path for path in inputs.plots.values() if Path(path).name.startswith("reliability_")), None)
     return dict(
+        **evaluation_context(inputs.evaluation),
+        calibration_plot=Path(calibration_plot).as_posix() if calibration_plot else None,
         model_name=inputs.model_name,
         synthetic_data=inputs.synthetic_data,
+        split_description=inputs.split_description,
+        custom_split=inputs.custom_split,
         num_labels=len(inputs.label_names),
         label_list=", ".join(inputs.label_names),
         base_model_link=base_model_link,
@@ -332,7 +364,7 @@ def _template_context(inputs: ModelCardInputs) -> Dict[str, Any]:
         throughput=f"{throughput:,.1f} training images/s" if throughput is not None else "not recorded",
         hyperparameters=_hyperparameter_rows(inputs.hyperparameters),
         plots=[(_cell(caption).replace("[", "(").replace("]", ")"), Path(path).as_posix())
-               for caption, path in inputs.plots.items()],
+               for caption, path in inputs.plots.items() if path != calibration_plot],
         num_train_samples=_count(inputs.num_train_samples),
         num_validation_samples=_count(inputs.num_validation_samples),
         num_test_samples=_count(inputs.num_test_samples),
@@ -371,6 +403,7 @@ def _results_rows(inputs: ModelCardInputs) -> List[Dict[str, str]]:
         cells = {}
         for split, metrics in (("validation", inputs.validation_metrics), ("test", inputs.test_metrics)):
             cells[split] = format_auc(metrics.get(key), metrics.get(f"{key}_ci_low"), metrics.get(f"{key}_ci_high"))
+            cells[f"{split}_positives"] = positives_cell(inputs, split, label)
         name = "**Macro average**" if label is None else _cell(label)
         rows.append({"label": name, **cells})
     return rows
@@ -432,6 +465,7 @@ __all__ = [
     "card_data",
     "eval_results",
     "format_auc",
+    "positives_cell",
     "format_duration",
     "render_model_card",
     "write_model_card",

@@ -81,5 +81,9 @@ def test_readme_examples_run_in_order(tmp_path, hub, monkeypatch):
     assert set(namespace["ds"]) == {"train", "validation", "test"}
     assert (tmp_path / "grid.png").is_file()
     assert (tmp_path / "demo-output" / "README.md").is_file()
+    assert {"evaluation_test.json", "thresholds.json", "calibration.json", "predictions_test.parquet"} <= {
+        path.name for path in (tmp_path / "demo-output").iterdir()}
+    assert (tmp_path / "demo-eval" / "evaluation_test.json").is_file()
+    assert (tmp_path / "demo-comparison.json").is_file()
     pushed = set(hub.files("me/nih-chestxray14-sample", repo_type="dataset"))
     assert "README.md" in pushed and any(path.startswith("resized-224/") for path in pushed)

@@ -41,6 +41,9 @@ def test_push_uploads_the_model_folder_and_never_writes_the_token(hub, release, 
         main(push_args(release, output_dir, "--hub_model_id", "test-user/vit-chestxray14"))
     uploaded = hub.files("test-user/vit-chestxray14")
     assert PUBLISHED_FILES <= set(uploaded)
+    # the Hub's evaluation results go with the model, as the Hub reads them: .eval_results/*.yaml
+    assert uploaded[".eval_results/nih_chestxray14.yaml"] == (output_dir / ".eval_results" /
+                                                               "nih_chestxray14.yaml").read_bytes()
     assert not any(path.startswith("checkpoint-") or path == "training_args.bin" for path in uploaded)
     assert uploaded["README.md"] == (output_dir / "README.md").read_bytes()
     assert uploaded["model.safetensors"] == (output_dir / "model.safetensors").read_bytes()
@@ -49,6 +52,23 @@ def test_push_uploads_the_model_folder_and_never_writes_the_token(hub, release, 
     assert files_holding(output_dir, hub.token) == []
     captured = capsys.readouterr()
     assert hub.token not in caplog.text + captured.out + captured.err
+
+
+def test_hidden_files_other_than_the_eval_results_stay_local(hub, tmp_path):
+    from training.publish import push_output_dir
+
+    output_dir = tmp_path / "model"
+    (output_dir / ".eval_results").mkdir(parents=True)
+    (output_dir / ".eval_results" / "nih_chestxray14.yaml").write_text("- dataset: {id: x, task_id: t}\n  value: 0.8\n")
+    (output_dir / ".eval_results" / ".nih_chestxray14.yaml.x1.partial").write_text("half")
+    (output_dir / ".README.md.x2.partial").write_text("half a card")
+    (output_dir / ".cache").mkdir()
+    (output_dir / ".cache" / "anything").write_text("local")
+    (output_dir / "README.md").write_text("card")
+    push_output_dir(output_dir, "test-user/hidden")
+    uploaded = set(hub.files("test-user/hidden"))
+    assert {"README.md", ".eval_results/nih_chestxray14.yaml"} <= uploaded
+    assert not [path for path in uploaded if path.endswith(".partial") or path.startswith(".cache")]
 
 
 def test_a_token_given_as_an_argument_stays_out_of_the_saved_files(hub, release, tmp_path, monkeypatch):

@@ -18,7 +18,7 @@ CONFIG = Path(__file__).resolve().parents[1] / "training" / "configs" / "vit-bas
 
 
 def test_the_config_parses_into_the_published_recipes_settings(tmp_path):
-    model_args, data_args, training_args = parse_arguments(
+    model_args, data_args, _, training_args = parse_arguments(
         [str(CONFIG), "--data_dir", str(tmp_path), "--output_dir", str(tmp_path / "out")], TrainingArguments)
     assert model_args.model_name_or_path == "google/vit-base-patch16-224-in21k"
     assert data_args.dataset_config_name == "resized-256" and data_args.crop_scale_min == 0.08

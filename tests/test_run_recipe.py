@@ -26,6 +26,9 @@ TINY_VIT = "hidden_size=64,num_hidden_layers=2,num_attention_heads=4,intermediat
 PUBLISHED_FILES = {
     "config.json", "model.safetensors", "preprocessor_config.json", "ipu_config.json", "README.md", "all_results.json",
     "training_loss.png", "learning_rate.png", "roc_curves_test.png",
+    # the evaluation written with --do_predict
+    "predictions_validation.parquet", "predictions_test.parquet", "evaluation_validation.json", "evaluation_test.json",
+    "thresholds.json", "reliability_test.png",
 }
 
 
@@ -96,15 +99,40 @@ def test_output_dir_holds_everything_that_gets_published(trained):
                 assert image.format == "PNG"
 
 
+def test_do_predict_writes_the_evaluation_of_validation_and_test(trained):
+    from sklearn.metrics import roc_auc_score
+
+    from training.evaluation.predictions import read_predictions
+
+    results, output_dir = trained
+    test = read_predictions(output_dir / "predictions_test.parquet")
+    report = json.loads((output_dir / "evaluation_test.json").read_text())
+    assert report["num_images"] == test.num_images and test.label_names == LABELS
+    assert report["roc_auc"]["macro"]["value"] == pytest.approx(results["test_roc_auc"], abs=1e-9)
+    for column, name in enumerate(LABELS):  # the file's probabilities are the ones the Trainer's metrics scored
+        if 0 < test.references[:, column].sum() < test.num_images:
+            assert roc_auc_score(test.references[:, column], test.probabilities[:, column]) == pytest.approx(
+                results[f"test_roc_auc_{name}"], abs=1e-9)
+    thresholds = json.loads((output_dir / "thresholds.json").read_text())
+    assert thresholds["chosen_on"] == "validation" and list(thresholds["thresholds"]) == list(LABELS)
+    assert report["operating_points"]["Effusion"]["threshold"] == thresholds["thresholds"]["Effusion"]
+    assert set(report["subgroups"]) == {"sex", "age", "view_position"}
+    assert {"sex", "age", "view_position", "patient_id"} <= set(test.metadata)
+    assert (output_dir / ".eval_results" / "nih_chestxray14.yaml").is_file()
+
+
 def test_the_model_card_reports_the_run(trained):
     results, output_dir = trained
     card = ModelCard.load(output_dir / "README.md")
     reported = {(result.dataset_split, result.metric_name): result.metric_value for result in card.data.eval_results}
     macro = [value for (split, name), value in reported.items() if split == "test" and "macro" in name.lower()]
     assert macro and macro[0] == pytest.approx(results["test_roc_auc"], abs=1e-3)
-    for picture in ("training_loss.png", "learning_rate.png", "roc_curves_test.png"):
+    for picture in ("training_loss.png", "learning_rate.png", "roc_curves_test.png", "reliability_test.png"):
         assert picture in card.text
     assert "function_to_apply" in card.text
+    for section in ("### Operating points", "### Disaggregated results", "### Calibration",
+                    "### Prevalence shift between validation and test"):
+        assert section in card.text
 
 
 def test_the_folder_loads_in_an_image_classification_pipeline(trained, workdir):
@@ -288,9 +316,10 @@ def test_the_demo_config_runs_and_ends_with_a_model_card(tmp_path):
     # The real demo config, shortened, with its folders moved into tmp_path.
     main([str(demo), "--output_dir", str(tmp_path / "demo-output"), "--data_dir", str(tmp_path / "release"),
           "--cache_dir", str(tmp_path / "cache"), "--sample_num_patients", "30", "--max_steps", "3", "--logging_steps", "1"])
-    assert PUBLISHED_FILES <= {path.name for path in (tmp_path / "demo-output").iterdir()}
+    demo_output = tmp_path / "demo-output"
+    assert PUBLISHED_FILES | {"calibration.json"} <= {path.name for path in demo_output.iterdir()}
     # A demo model trained on synthetic images must not pass itself off as an NIH ChestX-ray14 model.
-    card = ModelCard.load(tmp_path / "demo-output" / "README.md")
+    card = ModelCard.load(demo_output / "README.md")
     assert "Demo model" in card.text and not card.data.datasets
     # --sample_bbox_fraction gives the release's box file a row for that share of its images (30 patients x 3), so
     # the card's localization section scores more than a handful of boxes.
@@ -298,6 +327,11 @@ def test_the_demo_config_runs_and_ends_with_a_model_card(tmp_path):
         box_rows = list(csv.reader(handle))[1:]
     assert len(box_rows) >= round(settings["sample_bbox_fraction"] * 90) >= 40
     assert "## Where the model looks" in card.text
+    # ... and writes the whole evaluation, calibration scaling included, into its card and the Hub's results file
+    for section in ("### Operating points", "### Disaggregated results", "### Calibration", "### Prevalence shift"):
+        assert section in card.text
+    assert "before and after temperature scaling" in " ".join(card.text.split())
+    assert "SYNTHETIC" in (demo_output / ".eval_results" / "nih_chestxray14.yaml").read_text()
 
 
 @pytest.mark.parametrize(

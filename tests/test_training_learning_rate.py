@@ -22,7 +22,7 @@ def parse(tmp_path, *extra):
 
 @pytest.mark.parametrize("batch, accumulation, expected", [(8, 1, 2.5e-4 * 8 / 256), (8, 4, 2.5e-4 * 32 / 256)])
 def test_the_optimizer_gets_the_base_rate_scaled_by_the_global_batch(tmp_path, batch, accumulation, expected):
-    model_args, _, training_args = parse(
+    model_args, _, _, training_args = parse(
         tmp_path, "--base_learning_rate", "2.5e-4", "--per_device_train_batch_size", str(batch),
         "--gradient_accumulation_steps", str(accumulation), "--layer_decay", "0.5", "--eval_strategy", "no",
         "--save_strategy", "no", "--load_best_model_at_end", "false")
@@ -45,7 +45,7 @@ def test_the_rule_is_linear_in_processes_and_accumulation():
 
 
 def test_without_a_base_rate_the_learning_rate_is_used_as_given(tmp_path):
-    model_args, _, training_args = parse(tmp_path, "--learning_rate", "0.003", "--per_device_train_batch_size", "64")
+    model_args, _, _, training_args = parse(tmp_path, "--learning_rate", "0.003", "--per_device_train_batch_size", "64")
     assert apply_base_learning_rate(model_args.base_learning_rate, training_args) is None
     assert training_args.learning_rate == 0.003
 

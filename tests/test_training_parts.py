@@ -23,8 +23,8 @@ def parse(*argv):
     return parse_arguments(list(argv), TrainingArguments)
 
 
-def test_flags_parse_into_the_three_dataclasses_with_the_recipe_defaults(tmp_path):
-    model_args, data_args, training_args = parse(
+def test_flags_parse_into_the_dataclasses_with_the_recipe_defaults(tmp_path):
+    model_args, data_args, evaluation_args, training_args = parse(
         "--model_type", "vit", "--config_overrides", TINY_VIT, "--data_dir", str(tmp_path), "--output_dir", str(tmp_path)
     )
     assert model_args.attn_implementation == "sdpa"
@@ -32,15 +32,16 @@ def test_flags_parse_into_the_three_dataclasses_with_the_recipe_defaults(tmp_pat
     assert training_args.metric_for_best_model == "roc_auc" and training_args.greater_is_better
     assert training_args.load_best_model_at_end and training_args.remove_unused_columns is False
     assert not training_args.bf16  # no GPU here: precision stays fp32
+    assert evaluation_args.threshold_rule == "youden" and evaluation_args.calibration == "none"
 
 
 def test_a_json_file_sets_arguments_and_later_flags_override_it(tmp_path):
     path = tmp_path / "run.json"
     path.write_text(json.dumps({"model_type": "vit", "data_dir": str(tmp_path), "output_dir": str(tmp_path),
                                 "learning_rate": 0.01, "rotation_degrees": 3}))
-    _, data_args, training_args = parse(str(path))
+    _, data_args, _, training_args = parse(str(path))
     assert training_args.learning_rate == 0.01 and data_args.rotation_degrees == 3
-    _, _, training_args = parse(str(path), "--learning_rate", "0.5")
+    _, _, _, training_args = parse(str(path), "--learning_rate", "0.5")
     assert training_args.learning_rate == 0.5
 
 
@@ -125,7 +126,7 @@ def test_bad_numbers_in_a_json_file_are_named(tmp_path, key, value, message):
 def test_a_whole_float_in_a_json_file_is_a_valid_count(tmp_path):
     path = tmp_path / "run.json"
     path.write_text(json.dumps({"model_type": "vit", "data_dir": "x", "per_device_train_batch_size": 16.0}))
-    _, _, training_args = parse(str(path))
+    _, _, _, training_args = parse(str(path))
     batch_size = training_args.per_device_train_batch_size
     assert batch_size == 16 and isinstance(batch_size, int)
 

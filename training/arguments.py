@@ -238,6 +238,19 @@ class DataTrainingArguments:
         default=False,
         metadata={"help": "Build from a partial download, skipping listed images whose file is missing (builder only)."},
     )
+    split_lists: Optional[List[str]] = field(
+        default=None,
+        metadata={
+            "help": "Your own split lists instead of NIH's official split (builder only), as split=FILE: e.g. "
+            "train=train_list.txt validation=val_list.txt test=test_list.txt (CheXNet's lists). One image name per "
+            "line; checked disjoint and patient-wise. Reports and the card name the lists used."
+        },
+    )
+    allow_split_overlap: bool = field(
+        default=False,
+        metadata={"help": "With --split_lists, build even when the lists share images or patients (counted in a "
+                          "warning and in the recorded split)."},
+    )
     make_sample_release: bool = field(
         default=False,
         metadata={
@@ -308,7 +321,7 @@ class DataTrainingArguments:
                 "--data_dir (or add --make_sample_release to write a synthetic one there)"
             )
         if not is_builder:
-            for flag in ("make_sample_release", "allow_missing_images"):
+            for flag in ("make_sample_release", "allow_missing_images", "split_lists", "allow_split_overlap"):
                 if getattr(self, flag):
                     raise ValueError(f"--{flag} only applies with --dataset_name {BUILDER_DATASET}")
             if self.validation_fraction is not None:
@@ -316,6 +329,9 @@ class DataTrainingArguments:
                     f"--validation_fraction only applies with --dataset_name {BUILDER_DATASET}: an exported dataset "
                     "already has its validation split"
                 )
+        self.split_list_files()  # raises ValueError naming a malformed item
+        if self.allow_split_overlap and not self.split_lists:
+            raise ValueError("--allow_split_overlap only applies with --split_lists")
         if self.validation_fraction is not None and not 0 < self.validation_fraction < 1:
             raise ValueError(f"--validation_fraction must be in (0, 1), got {self.validation_fraction}")
         for name in ("sample_num_patients", "sample_images_per_patient"):
@@ -335,6 +351,26 @@ class DataTrainingArguments:
                 raise ValueError(f"--{name} must be >= 1, got {value}")
         self.augmentation()  # raises ValueError naming the bad setting
 
+    def split_list_files(self) -> Optional[Dict[str, str]]:
+        """``--split_lists`` as the builder's ``split_lists`` parameter (``{"train": path, ...}``), or None.
+
+        Raises:
+            ValueError: for an item that is not split=FILE, an unknown or repeated split, or no train or test list.
+        """
+        if not self.split_lists:
+            return None
+        files: Dict[str, str] = {}
+        for item in self.split_lists:
+            split, sep, path = item.partition("=")
+            if not sep or split not in ("train", "validation", "test") or not path or split in files:
+                raise ValueError(f"--split_lists item {item!r}: give each of train=FILE, test=FILE and optionally "
+                                 "validation=FILE once")
+            files[split] = str(Path(path).expanduser())
+        if "train" not in files or "test" not in files:
+            raise ValueError("--split_lists needs at least train=FILE and test=FILE (validation is carved out of "
+                             "train by patient when not given)")
+        return files
+
     def augmentation(self) -> AugmentationConfig:
         """The training augmentation these flags describe.
 
@@ -352,6 +388,76 @@ class DataTrainingArguments:
         except ValueError as error:
             raise ValueError(f"bad augmentation setting: {error} (see --crop_scale_min/--crop_scale_max, "
                              "--rotation_degrees, --brightness, --contrast)") from None
+
+
+# ---- evaluation: operating points and calibration (used by --do_predict and training/evaluate.py) ----------------
+THRESHOLD_RULES = ("youden", "max_f1", "sensitivity")
+CALIBRATION_METHODS = ("none", "temperature", "platt")
+
+
+@dataclass
+class EvaluationArguments:
+    """How the evaluation written with ``--do_predict`` (and by ``training/evaluate.py``) chooses its operating points
+    and calibration, on the validation split, before applying them unchanged to test."""
+
+    threshold_rule: Optional[str] = field(
+        default=None,
+        metadata={
+            "help": "How each finding's threshold is chosen on validation (written to thresholds.json): 'youden' "
+            "(the default: largest sensitivity + specificity - 1), 'max_f1', or 'sensitivity' (the default when "
+            "--target_sensitivity is given).",
+            "choices": THRESHOLD_RULES,
+        },
+    )
+    target_sensitivity: Optional[float] = field(
+        default=None,
+        metadata={"help": "With the 'sensitivity' rule: the sensitivity each threshold must reach, e.g. 0.9."},
+    )
+    calibration: str = field(
+        default="none",
+        metadata={
+            "help": "Calibration scaling fitted per finding on validation and saved as calibration.json: 'none', "
+            "'temperature' or 'platt'. Reports show calibration on test before and after it.",
+            "choices": CALIBRATION_METHODS,
+        },
+    )
+    ece_bins: int = field(
+        default=10, metadata={"help": "Equal-width probability bins of the expected calibration error."}
+    )
+    confidence_level: float = field(
+        default=0.95, metadata={"help": "Level of every interval in the evaluation (AUCs, rates, differences)."}
+    )
+    expert_labels: Optional[List[str]] = field(
+        default=None,
+        metadata={
+            "help": "Google's expert-label files (four_findings_expert_labels/test_labels.csv and "
+            "validation_labels.csv, or torchxrayvision's google2019_nih-chest-xray-labels.csv.gz) to score the "
+            "expert-labelled images against too. Default: those found in --data_dir, if any."
+        },
+    )
+
+    def __post_init__(self) -> None:
+        for path in self.expert_labels or ():
+            if not Path(path).expanduser().is_file():
+                raise ValueError(f"--expert_labels {path}: no such file")
+        if self.threshold_rule is None:
+            self.threshold_rule = "sensitivity" if self.target_sensitivity is not None else "youden"
+        if self.threshold_rule == "sensitivity":
+            if self.target_sensitivity is None:
+                raise ValueError("--threshold_rule sensitivity needs --target_sensitivity, e.g. 0.9")
+            if not 0.0 < self.target_sensitivity <= 1.0:
+                raise ValueError(f"--target_sensitivity must be in (0, 1], got {self.target_sensitivity}")
+        elif self.target_sensitivity is not None:
+            raise ValueError(f"--target_sensitivity only applies with --threshold_rule sensitivity, not "
+                             f"{self.threshold_rule}")
+        if self.ece_bins < 2:
+            raise ValueError(f"--ece_bins must be >= 2, got {self.ece_bins}")
+        if not 0.0 < self.confidence_level < 1.0:
+            raise ValueError(f"--confidence_level must be in (0, 1), got {self.confidence_level}")
+
+
+RECIPE_ARGUMENTS: Tuple[type, ...] = (ModelArguments, DataTrainingArguments, EvaluationArguments)
+"""The recipe's own argument dataclasses, parsed with ``TrainingArguments`` (in this order, before it)."""
 
 
 def parse_config_overrides(overrides: str) -> Dict[str, str]:
@@ -458,13 +564,20 @@ def ipu_config_name_from_argv(argv: Sequence[str]) -> Optional[str]:
 
 
 def parse_arguments(
-    argv: Sequence[str], training_arguments_class: type, defaults: Optional[Mapping[str, Any]] = None
-) -> Tuple[ModelArguments, DataTrainingArguments, Any]:
+    argv: Sequence[str], training_arguments_class: type, defaults: Optional[Mapping[str, Any]] = None,
+    argument_classes: Sequence[type] = RECIPE_ARGUMENTS,
+) -> Tuple[Any, ...]:
     """Parse flags, a ``.json`` file, or a ``.json`` file followed by overriding flags.
 
     Args:
         defaults: parser defaults that replace :func:`hardware_defaults` where both set a field (the IPU settings of
-            :func:`training.ipu.ipu_defaults`); a flag or JSON key still wins.
+            :func:`training.ipu.ipu_defaults`; no evaluation schedule for a script that only predicts); a flag or JSON
+            key still wins.
+        argument_classes: the dataclasses parsed before ``training_arguments_class``: the recipe's
+            (``ModelArguments``, ``DataTrainingArguments``, ``EvaluationArguments``) by default.
+
+    Returns:
+        One instance of each of ``argument_classes``, then the ``training_arguments_class`` instance.
 
     A field of :class:`ModelArguments` that ``training_arguments_class`` declares too (``IPUTrainingArguments`` has
     ``overwrite_output_dir`` and ``ipu_config_name``) is parsed once, by that class, and copied into ``ModelArguments``.
@@ -473,8 +586,9 @@ def parse_arguments(
         ValueError: for a bad or inconsistent argument (the message names it), an unreadable JSON file, or a JSON key
             that no dataclass knows.
     """
-    shared = [f.name for f in fields(ModelArguments) if _has_field(training_arguments_class, f.name)]
-    parser = _parser(training_arguments_class, shared)
+    with_model = ModelArguments in argument_classes
+    shared = [f.name for f in fields(ModelArguments) if with_model and _has_field(training_arguments_class, f.name)]
+    parser = _parser(training_arguments_class, shared, argument_classes)
     respell = _respelling(training_arguments_class)
     defaults = {respell(key): value for key, value in {**hardware_defaults(), **(defaults or {})}.items()}
     defaults = {key: value for key, value in defaults.items() if _has_field(training_arguments_class, key)}
@@ -489,16 +603,20 @@ def parse_arguments(
         defaults.update(_checked_json_types(from_file, parser.dataclass_types, argv[0]))
         argv = argv[1:] + _required_flags(from_file, parser.dataclass_types, argv[1:])
     parser.set_defaults(**defaults)
-    model_args, data_args, training_args = parser.parse_args_into_dataclasses(args=argv, look_for_args_file=False)
-    if shared:
-        model_args = ModelArguments(**{f.name: getattr(model_args, f.name) for f in fields(model_args)},
-                                    **{name: getattr(training_args, name) for name in shared})
-    if model_args.base_learning_rate is not None and _is_given("learning_rate", argv, from_file):
-        raise ValueError("give --base_learning_rate (scaled by the global batch) or --learning_rate (used as it is), "
-                         "not both")
-    check_numbers(model_args, data_args, training_args)
+    *parsed, training_args = parser.parse_args_into_dataclasses(args=argv, look_for_args_file=False)
+    if with_model:
+        index = list(argument_classes).index(ModelArguments)
+        model_args = parsed[index]
+        if shared:
+            model_args = parsed[index] = ModelArguments(
+                **{f.name: getattr(model_args, f.name) for f in fields(model_args)},
+                **{name: getattr(training_args, name) for name in shared})
+        if model_args.base_learning_rate is not None and _is_given("learning_rate", argv, from_file):
+            raise ValueError("give --base_learning_rate (scaled by the global batch) or --learning_rate (used as it "
+                             "is), not both")
+    check_numbers(*parsed, training_args)
     check_output_dir(training_args.output_dir)
-    return model_args, data_args, training_args
+    return (*parsed, training_args)
 
 
 def check_output_dir(output_dir: str) -> None:
@@ -540,9 +658,11 @@ def check_numbers(*argument_objects: Any) -> None:
         )
 
 
-def _parser(training_arguments_class: type, shared: Sequence[str] = ()) -> "RecipeArgumentParser":
-    model_arguments = _without_fields(ModelArguments, shared) if shared else ModelArguments
-    return RecipeArgumentParser((model_arguments, DataTrainingArguments, training_arguments_class))
+def _parser(training_arguments_class: type, shared: Sequence[str] = (),
+            argument_classes: Sequence[type] = RECIPE_ARGUMENTS) -> "RecipeArgumentParser":
+    classes = [_without_fields(dtype, shared) if dtype is ModelArguments and shared else dtype
+               for dtype in argument_classes]
+    return RecipeArgumentParser((*classes, training_arguments_class))
 
 
 def _without_fields(dtype: type, names: Sequence[str]) -> type:
@@ -632,6 +752,8 @@ def _has_field(dtype: type, name: str) -> bool:
 
 
 __all__: List[str] = [
+    "EvaluationArguments",
+    "RECIPE_ARGUMENTS",
     "BUILDER_DATASET",
     "NUMBER_RULES",
     "ModelArguments",

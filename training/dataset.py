@@ -60,6 +60,7 @@ def write_sample_release(data_args: DataTrainingArguments) -> Optional[Path]:
         bbox_fraction=data_args.sample_bbox_fraction,
         prevalence=None if data_args.sample_prevalence is None else {name: data_args.sample_prevalence for name in LABELS},
         seed=data_args.sample_seed,
+        expert_labels="google",  # synthetic ones in Google's format, so that the evaluation scores against them too
     )
 
 
@@ -103,6 +104,9 @@ def _load_from_builder(data_args: DataTrainingArguments, cache_dir: Optional[str
         raise ValueError(f"--dataset_config_name {data_args.dataset_config_name!r} is not one of the builder's "
                          f"configs: {', '.join(configs)}")
     config_kwargs = {"allow_missing_images": data_args.allow_missing_images}
+    if data_args.split_lists:
+        config_kwargs.update(split_lists=data_args.split_list_files(),
+                             allow_split_overlap=data_args.allow_split_overlap)
     if data_args.validation_fraction is not None:
         config_kwargs["validation_fraction"] = data_args.validation_fraction
     return nih_chestxray14.load(
@@ -161,3 +165,17 @@ def _check_label_lengths(split: datasets.Dataset, where: str) -> None:
     found = lengths[bad].as_py()
     raise ValueError(f"{where}: row {bad} has {'no' if found is None else found} labels, expected {NUM_LABELS} "
                      "(a multi-hot vector per image)")
+
+
+def split_used(dataset: datasets.DatasetDict, data_args: DataTrainingArguments) -> str:
+    """The split the dataset was built on, in words, for the evaluation reports and the card.
+
+    The builder records it in the dataset (``nih_chestxray14.split_description``): NIH's official split with its
+    validation rule, or the user's ``--split_lists`` by file name and SHA-256, with each split's size. An exported
+    copy does not record it; its card does.
+    """
+    try:
+        return nih_chestxray14.split_description(dataset)
+    except ValueError:
+        return (f"the splits of the exported dataset {data_args.dataset_name!r}, as made when it was exported (its "
+                "dataset card describes them)")

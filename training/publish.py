@@ -9,13 +9,14 @@ written to a file, a log line or an error message. A failed upload leaves ``outp
 
 from __future__ import annotations
 
+import glob
 import logging
 import os
 import platform
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional
 
-from model_card import ModelCardInputs, write_model_card
+from model_card import EVAL_RESULTS_FOLDER, ModelCardInputs, write_eval_results, write_model_card
 from nih_chestxray14 import NIHChestXray14Config
 from nih_chestxray14.hub import redact_secrets
 from nih_chestxray14.labels import LABELS
@@ -30,10 +31,19 @@ NOT_UPLOADED: List[str] = [
     "incomplete-checkpoint-*",  # what a killed run left half-written, set aside on resume
     "incomplete-checkpoint-*/**",
     "training_args.bin",   # a pickle; the card lists the hyperparameters in plain text
-    ".*",                  # temporary files (e.g. a half-written card)
+    "*/.*",                # hidden files below the top (e.g. a half-written file in .eval_results/)
     "runs/**",
 ]
-"""Patterns of ``output_dir`` that stay local."""
+"""Patterns of ``output_dir`` that stay local. Hidden entries at the top of ``output_dir`` (e.g. a half-written card,
+``.README.md.*.partial``) stay local too, all but ``.eval_results/``: see :func:`not_uploaded`."""
+
+
+def not_uploaded(output_dir: Path) -> List[str]:
+    """:data:`NOT_UPLOADED`, plus each hidden file or folder at the top of ``output_dir`` except ``.eval_results/``
+    (the Hub's evaluation results, which go with the model)."""
+    hidden = sorted(path.name for path in Path(output_dir).iterdir()
+                    if path.name.startswith(".") and path.name != EVAL_RESULTS_FOLDER)
+    return [*NOT_UPLOADED, *(pattern for name in hidden for pattern in (glob.escape(name), f"{glob.escape(name)}/*"))]
 
 
 # ---- the model card --------------------------------------------------------------------------------------------------
@@ -113,12 +123,21 @@ def write_card(
     plots: Mapping[str, str],
     split_sizes: Mapping[str, int],
     localization: Optional[Mapping[str, Any]] = None,
+    evaluation: Optional[Mapping[str, Mapping[str, Any]]] = None,
+    confidence_level: float = 0.95,
+    split_description: Optional[str] = None,
 ):
-    """Write ``output_dir/README.md`` through ``model_card.write_model_card`` and return the card.
+    """Write ``output_dir/README.md`` through ``model_card.write_model_card``, and the Hub's ``.eval_results/`` file
+    (``model_card.write_eval_results``); return the card.
 
     ``localization`` is :func:`training.localize.localize_test_split`'s summary, when the test split has boxes.
+    ``evaluation`` is split → the run's ``evaluation_<split>.json`` report (``--do_predict``), for the card's
+    evaluation sections; ``split_description`` names the split the dataset was built on
+    (``training.dataset.split_used``).
     """
-    if data_args.dataset_name == BUILDER_DATASET:
+    if data_args.dataset_name == BUILDER_DATASET and data_args.split_lists:
+        validation_fraction = None  # the user's lists: the card names them instead of the hash rule
+    elif data_args.dataset_name == BUILDER_DATASET:
         validation_fraction = data_args.validation_fraction or NIHChestXray14Config.validation_fraction
     else:
         validation_fraction = None  # an exported copy: its split was made elsewhere
@@ -141,8 +160,14 @@ def write_card(
         num_test_samples=split_sizes.get("test"),
         synthetic_data=bool(data_args.make_sample_release),
         localization=dict(localization or {}),
+        evaluation=dict(evaluation or {}),
+        confidence_level=confidence_level,
+        split_description=split_description,
+        custom_split=bool(data_args.split_lists),
     )
-    return write_model_card(output_dir, inputs)
+    card = write_model_card(output_dir, inputs)
+    write_eval_results(output_dir, inputs)
+    return card
 
 
 def _enum_text(value: Any) -> Optional[str]:
@@ -204,7 +229,7 @@ def push_output_dir(
     private: Optional[bool] = None,
     revision: Optional[str] = None,
 ) -> str:
-    """Create ``repo_id`` if needed and upload ``output_dir`` (except :data:`NOT_UPLOADED`) in one commit.
+    """Create ``repo_id`` if needed and upload ``output_dir`` (except :func:`not_uploaded`) in one commit.
 
     Returns:
         The URL of the commit.
@@ -227,7 +252,7 @@ def push_output_dir(
             repo_type="model",
             revision=revision,
             commit_message="Upload model trained on NIH ChestX-ray14",
-            ignore_patterns=NOT_UPLOADED,
+            ignore_patterns=not_uploaded(output_dir),
         )
     except Exception as error:  # noqa: BLE001 - report every failure the same way, without the token
         raise PushError(

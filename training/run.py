@@ -21,7 +21,9 @@ given (one that a killed run left half-written is renamed ``incomplete-checkpoin
 follow one run: ``arguments.py`` (the flags and their checks), ``dataset.py`` and ``data.py`` (the ``DatasetDict`` and
 its transforms), ``model.py``, ``trainer.py`` (the Trainer and its checkpoints, with ``loss.py`` and ``metrics.py``),
 then ``plots.py``, ``localize.py`` (with ``--do_predict``: heatmaps scored against the test split's expert boxes) and
-``publish.py`` (the card, rendered by ``model_card/``, and the upload). ``ipu.py`` matters only with
+``publish.py`` (the card, rendered by ``model_card/``, and the upload). With ``--do_predict``, ``evaluation/`` writes
+the evaluation of validation and test (predictions, operating points in ``thresholds.json``, calibration, subgroups;
+the same code as ``training/evaluate.py``). ``ipu.py`` matters only with
 ``--ipu_config_name``; ``learning_rate.py``, ``layer_decay.py``, ``drop_path.py`` and ``ema.py`` only with their
 options (``--base_learning_rate``, ``--layer_decay``, ``--drop_path_rate``, ``--ema_decay``).
 """
@@ -50,7 +52,9 @@ import transformers  # noqa: E402
 from nih_chestxray14.errors import NIHChestXray14Error  # noqa: E402
 from nih_chestxray14.labels import LABELS  # noqa: E402
 from training.arguments import (  # noqa: E402
+    BUILDER_DATASET,
     DataTrainingArguments,
+    EvaluationArguments,
     ModelArguments,
     ipu_config_name_from_argv,
     parse_arguments,
@@ -58,7 +62,11 @@ from training.arguments import (  # noqa: E402
 )
 from training.augment import AugmentAndNormalise  # noqa: E402
 from training.data import AugmentingCollator, collate_xrays, xray_view  # noqa: E402
-from training.dataset import load_chestxray14, write_sample_release  # noqa: E402
+from training.dataset import load_chestxray14, split_used, write_sample_release  # noqa: E402
+from training.evaluation.expert import load_expert_labels  # noqa: E402
+from training.evaluation.outputs import EvaluationOutputs, write_evaluation  # noqa: E402
+from training.evaluation.predictions import ScoredSplit  # noqa: E402
+from training.evaluation.scoring import scored_split_from_logits  # noqa: E402
 from training.ipu import (  # noqa: E402
     IPUUnavailableError,
     check_device_steps,
@@ -86,9 +94,6 @@ from training.localize import localize_test_split  # noqa: E402
 
 logger = logging.getLogger(__name__)
 
-CONFIDENCE_LEVEL = 0.95
-"""Level of the DeLong intervals reported for the final validation and test scores."""
-
 
 def main(argv: Optional[Sequence[str]] = None) -> Dict[str, float]:
     """Run the recipe with command-line ``argv`` (default ``sys.argv[1:]``); return the metrics of ``all_results.json``.
@@ -102,7 +107,8 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, float]:
     ipu_config_name = ipu_config_name_from_argv(argv)
     trainer_class, training_arguments_class = trainer_classes(ipu_config_name)
     ipu_settings = ipu_defaults() if ipu_config_name is not None else None  # Graphcore's ViT tutorial's settings
-    model_args, data_args, training_args = parse_arguments(argv, training_arguments_class, ipu_settings)
+    model_args, data_args, evaluation_args, training_args = parse_arguments(argv, training_arguments_class,
+                                                                            ipu_settings)
     hub_token = _take_hub_token(training_args)
     push_to_hub, training_args.push_to_hub = training_args.push_to_hub, False  # we upload the finished folder
     _setup_logging(training_args)
@@ -139,7 +145,7 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, float]:
     )
     if ipu_config_name is not None:  # a device step has a fixed size: check every split fits it before any work
         check_device_steps(trainer, {split: len(dataset[split]) for split, used in (
-            ("train", training_args.do_train), ("validation", training_args.do_eval),
+            ("train", training_args.do_train), ("validation", training_args.do_eval or training_args.do_predict),
             ("test", training_args.do_predict)) if used})
 
     # Train, evaluate, predict
@@ -149,17 +155,21 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, float]:
         trainer.save_model()
         trainer.save_state()
         results.update(_report(trainer, "train", train_result.metrics))
-    trainer.compute_metrics = MultiLabelROCAUC(LABELS, confidence_level=CONFIDENCE_LEVEL)
+    trainer.compute_metrics = MultiLabelROCAUC(LABELS, confidence_level=evaluation_args.confidence_level)
     if training_args.do_eval:
         results.update(_report(trainer, "eval", trainer.evaluate()))
-    prediction = None
+    prediction, scored = None, {}
     if training_args.do_predict:
         prediction = trainer.predict(xray_view(dataset["test"]), metric_key_prefix="test")
         results.update(_report(trainer, "test", prediction.metrics))
+        scored = _score_for_evaluation(trainer, dataset, prediction, data_args)
 
     # What gets published: the model folder with plots, ipu_config.json and the model card (main process only)
     if trainer.is_world_process_zero():
+        evaluation = _write_evaluation(output_dir, scored, data_args, evaluation_args) if scored else None
         plots = _write_published_folder(trainer, output_dir, image_processor, prediction, ipu_config_name)
+        if evaluation is not None:
+            plots.update(evaluation.plots)
         # Heatmaps scored against the test split's expert boxes, when it has any (NIH's are all in test)
         localization = localize_test_split(trainer.model, image_processor, dataset["test"], output_dir) \
             if prediction is not None and ipu_config_name is None else {}
@@ -177,6 +187,9 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, float]:
             plots=plots,
             split_sizes={split: len(dataset[split]) for split in dataset},
             **localization,
+            evaluation=evaluation.reports if evaluation is not None else None,
+            confidence_level=evaluation_args.confidence_level,
+            split_description=split_used(dataset, data_args),
         )
         # save_metrics("all", ...) merges into an old all_results.json; this run's results replace it instead.
         trainer.save_metrics("all", results, combined=False)
@@ -232,6 +245,36 @@ def _write_published_folder(trainer, output_dir: Path, image_processor, predicti
                                      strip_prefix(prediction.metrics, "test_")))
     write_ipu_config(output_dir, ipu_config_name, getattr(trainer, "ipu_config", None))  # IPUs: the one used
     return plots
+
+
+# ---- the evaluation written with --do_predict (training/evaluation/) -----------------------------------------------
+def _score_for_evaluation(trainer, dataset: datasets.DatasetDict, test_prediction,
+                          data_args: DataTrainingArguments) -> Dict[str, ScoredSplit]:
+    """The validation and test splits' probabilities, labels and metadata for the evaluation files.
+
+    Test comes from the prediction just made; validation, where the operating points and the calibration are chosen,
+    is predicted now. Every process takes part in the predictions; only the main one writes.
+    """
+    validation = trainer.predict(xray_view(dataset["validation"]), metric_key_prefix="eval")
+    description = split_used(dataset, data_args)
+    return {
+        split: scored_split_from_logits(split, dataset[split], prediction.predictions, description=description,
+                                        label_ids=prediction.label_ids)
+        for split, prediction in (("validation", validation), ("test", test_prediction))
+    }
+
+
+def _write_evaluation(output_dir: Path, scored: Dict[str, ScoredSplit], data_args: DataTrainingArguments,
+                      evaluation_args: EvaluationArguments) -> EvaluationOutputs:
+    """Write predictions, evaluations, ``thresholds.json`` (and ``calibration.json``) and the reliability diagram;
+    with Google's expert labels (``--expert_labels``, or found in ``--data_dir``), score against them too."""
+    builder_data_dir = data_args.data_dir if data_args.dataset_name == BUILDER_DATASET else None
+    return write_evaluation(
+        output_dir, scored, threshold_rule=evaluation_args.threshold_rule,
+        target_sensitivity=evaluation_args.target_sensitivity, calibration=evaluation_args.calibration,
+        confidence_level=evaluation_args.confidence_level, ece_bins=evaluation_args.ece_bins,
+        expert=load_expert_labels(evaluation_args.expert_labels, builder_data_dir),
+    )
 
 
 def _take_hub_token(training_args) -> Optional[str]:

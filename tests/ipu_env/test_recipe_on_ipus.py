@@ -65,7 +65,7 @@ def split_sizes(expected) -> dict:
 def test_the_ipu_defaults_are_the_tutorials_settings(tmp_path):
     argv = ["--ipu_config_name", IPU_CONFIG, "--model_type", "vit", "--dataset_name", str(tmp_path),
             "--output_dir", str(tmp_path / "out"), "--do_train"]
-    model_args, _, args = parse_arguments(argv, IPUTrainingArguments, ipu_defaults(cpus=32))
+    model_args, _, _, args = parse_arguments(argv, IPUTrainingArguments, ipu_defaults(cpus=32))
     assert model_args.ipu_config_name == args.ipu_config_name == IPU_CONFIG
     assert model_args.overwrite_output_dir is False
     assert (args.learning_rate, args.lr_scheduler_type, args.warmup_ratio) == (2e-4, SchedulerType.COSINE, 0.25)
@@ -89,7 +89,7 @@ def test_flags_and_json_keys_shared_with_ipu_training_arguments_parse_once(tmp_p
         "save_steps": 10, "learning_rate": 1e-4,
     }))
     argv = [str(arguments), "--overwrite_output_dir", "--fp32", "--n_ipu", "16", "--eval_strategy=steps"]
-    model_args, _, args = parse_arguments(argv, IPUTrainingArguments, ipu_defaults())
+    model_args, _, _, args = parse_arguments(argv, IPUTrainingArguments, ipu_defaults())
     assert model_args.overwrite_output_dir is True and args.overwrite_output_dir is True
     assert model_args.ipu_config_name == IPU_CONFIG
     assert (args.evaluation_strategy, args.eval_steps, args.save_steps) == ("steps", 5, 10)
