@@ -114,6 +114,30 @@ def test_integer_scores_beyond_2_to_the_53_keep_their_order(dtype):
     assert mla.multilabel_roc_auc([[0], [1], [0], [1]], large, average=None)["roc_auc"] == [1.0]
 
 
+@pytest.mark.parametrize(
+    "scores",
+    [
+        0.5 + np.arange(40) * 2.0**-50,  # float64 that differ in their last bits only
+        np.arange(40, dtype=np.int64) + 2**60,  # integers that float64 can't tell apart
+        np.linspace(-1.0, 1.0, 40),  # plain floats, with -0.0 and 0.0 made one value below
+    ],
+    ids=["last-bits", "int64", "plain"],
+)
+def test_intervals_rank_64_bit_scores_as_their_exact_order(scores):
+    # Wide scores are sorted by their leading bits first; the result must be that of their exact ranks.
+    rng = np.random.default_rng(3)
+    scores = rng.permutation(np.repeat(scores, 3))  # with ties of three
+    if scores.dtype.kind == "f":
+        scores[scores == 0] = rng.choice([-0.0, 0.0], size=int((scores == 0).sum()))
+    labels = (rng.random((scores.size, 1)) < 0.4).astype(int)
+    labels[0], labels[1] = 0, 1
+    ranks = np.unique(scores, return_inverse=True)[1].reshape(-1, 1)
+    options = dict(average=None, confidence_level=0.95)
+    assert mla.multilabel_roc_auc(labels, scores.reshape(-1, 1), **options) == mla.multilabel_roc_auc(
+        labels, ranks, **options
+    )
+
+
 def test_integer_scores_give_the_same_report_as_their_float_copy():
     labels, scores = tied_problem(seed=15)
     options = {"label_names": ["a", "b", "c", "d"], "confidence_level": 0.95}
@@ -142,9 +166,32 @@ def naive_delong_covariance(is_positive, scores_a, scores_b):
     return np.cov(v10_a, v10_b)[0, 1] / m + np.cov(v01_a, v01_b)[0, 1] / n
 
 
+def few_ties_problem(seed: int, num_cases: int = 250, tied_share: float = 0.0):
+    """Continuous scores, with ``tied_share`` of each column's cases given the score of another case."""
+    labels, _ = tied_problem(seed, num_cases=num_cases)
+    rng = np.random.default_rng(seed)
+    scores = labels + rng.normal(size=labels.shape)
+    copies = rng.random(labels.shape) < tied_share
+    for column in range(labels.shape[1]):
+        rows = np.flatnonzero(copies[:, column])
+        scores[rows, column] = scores[rng.integers(0, num_cases, size=rows.size), column]
+    return labels, scores
+
+
+# the metric has one path for many ties (per tie group) and one for few (only the tied cases are corrected)
+TIE_KINDS = {
+    "many ties": lambda seed: tied_problem(seed, num_cases=250),
+    "a few ties": lambda seed: few_ties_problem(seed, tied_share=0.05),
+    "no ties": lambda seed: few_ties_problem(seed),
+}
+
+
+@pytest.mark.parametrize("ties", list(TIE_KINDS))
 @pytest.mark.parametrize("seed", [0, 1])
-def test_delong_variances_match_the_direct_implementation(seed):
-    labels, scores = tied_problem(seed, num_cases=250)
+def test_delong_variances_match_the_direct_implementation(seed, ties):
+    labels, scores = TIE_KINDS[ties](seed)
+    if ties == "a few ties":
+        assert any(np.unique(column).size < column.size for column in scores.T)
     aucs, covariance = mla.delong_covariance(labels, scores)
     for column in range(labels.shape[1]):
         is_positive = labels[:, column] == 1

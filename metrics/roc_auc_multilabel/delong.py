@@ -12,11 +12,12 @@ For one class with ``m`` positive and ``n`` negative cases:
   ``S10 / m + S01 / n``, and the sum of products of two classes' influences their covariance.
 
 Placement values come from the midranks of the sorted scores, as in the algorithm of Sun & Xu (2014): O(N log N) per
-class instead of the O(m n) pairwise comparisons. Every case of one tie group with one label has the same placement,
-so values are computed per (tie group, label) and gathered once. Scores that 32 bits hold exactly (float32 model
-outputs, small integers) are sorted as one packed uint64 per case (score key, case, label), which a plain sort orders
-several times faster than an argsort; other scores (float64, 64-bit integers) are argsorted, so integer scores are
-always ranked exactly.
+class instead of the O(m n) pairwise comparisons. Where ties are many (rounded scores), every case of one tie group
+with one label has the same placement, so values are computed per (tie group, label) and gathered once; where they
+are few (continuous scores), placements are computed per case and only the tied cases corrected. Each row is sorted as
+one packed uint64 per case (score key, case, label), which a plain sort orders several times faster than an argsort:
+the whole key when 32 bits hold the scores exactly (float32 model outputs, small integers), its leading bits for
+64-bit scores, checked afterwards; an argsort is the fallback, so scores are always ranked exactly.
 
 All arrays here are validated ones (``multilabel_auc.validate_inputs``): ``labels`` bool ``(N, C)``, ``scores``
 ``(N, C)``.
@@ -92,6 +93,17 @@ def _order_preserving_keys(scores: np.ndarray) -> Optional[np.ndarray]:
     return None
 
 
+def _order_preserving_keys64(scores: np.ndarray) -> np.ndarray:
+    """uint64 keys that order and tie exactly as 64-bit (or narrower) float or integer ``scores`` do."""
+    if scores.dtype.kind == "f":
+        signed = (scores.astype(np.float64) + 0.0).view(np.int64)  # + 0.0: -0.0 and 0.0 get one key
+        signed ^= (signed >> 63) & np.int64(0x7FFFFFFFFFFFFFFF)
+        return signed.view(np.uint64) ^ np.uint64(1 << 63)
+    if scores.dtype.kind == "u":
+        return scores.astype(np.uint64)
+    return scores.astype(np.int64).view(np.uint64) ^ np.uint64(1 << 63)
+
+
 class SortedRows(NamedTuple):
     """R problems of L cases each, every row sorted by score (see :func:`sort_rows`). Flat arrays of R * L entries,
     row after row."""
@@ -110,9 +122,13 @@ class SortedRows(NamedTuple):
 
 def sort_rows(is_positive: np.ndarray, scores: np.ndarray) -> SortedRows:
     """Sort each row of ``(R, L)`` problems by score: one packed uint64 sort when 32-bit keys hold the scores exactly,
-    an argsort otherwise."""
+    or when the leading bits of 64-bit scores order them (:func:`_sort_by_leading_bits`), an argsort otherwise."""
     num_rows, length = scores.shape
     keys = _order_preserving_keys(scores)
+    if keys is None:
+        rows = _sort_by_leading_bits(is_positive, scores)
+        if rows is not None:
+            return rows
     if keys is None or length >= 2**31:
         order = np.argsort(scores, axis=1)
         return SortedRows(
@@ -130,6 +146,29 @@ def sort_rows(is_positive: np.ndarray, scores: np.ndarray) -> SortedRows:
     packed = packed.ravel()
     low_word = (packed & np.uint64(0xFFFFFFFF)).astype(np.intp)
     return SortedRows(num_rows, length, low_word >> 1, packed >> np.uint64(32), (low_word & 1).astype(np.int8))
+
+
+def _sort_by_leading_bits(is_positive: np.ndarray, scores: np.ndarray) -> Optional[SortedRows]:
+    """Sort 64-bit scores as one packed uint64 per case: the leading bits of the score's key, then the case and its
+    label. Scores that share those leading bits but differ beyond them would be ordered by case, not by score: the
+    full keys are checked in the sorted order, and None is returned when any row is out of order (an argsort is then
+    needed). With 25,596 cases, 48 bits are kept: scores that differ by more than about 1e-11 of their value."""
+    num_rows, length = scores.shape
+    low_bits = (2 * length - 1).bit_length()
+    if low_bits > 32:
+        return None
+    keys = _order_preserving_keys64(scores)
+    packed = keys >> np.uint64(low_bits)
+    packed <<= np.uint64(low_bits)
+    packed |= np.arange(0, 2 * length, 2, dtype=np.uint64)
+    packed |= is_positive
+    packed.sort(axis=1)
+    low_word = (packed & np.uint64((1 << low_bits) - 1)).astype(np.intp)
+    case = low_word >> 1
+    sorted_keys = np.take_along_axis(keys, case, axis=1)
+    if np.any(sorted_keys[:, 1:] < sorted_keys[:, :-1]):
+        return None
+    return SortedRows(num_rows, length, case.ravel(), sorted_keys.ravel(), (low_word & 1).astype(np.int8).ravel())
 
 
 def select_cases(rows: SortedRows, keep: np.ndarray) -> SortedRows:
@@ -166,45 +205,94 @@ class DelongRows(NamedTuple):
     """float64 ``(R,)``: the sum of squared influences of each row (0 in an undefined row)."""
 
 
+class _Counts(NamedTuple):
+    """Per unit (an entry, or a tie group of entries): its row, and, with ``[s, e)`` the bounds of its tie group in
+    its row and ``P(i)`` the number of positives among the row's first ``i`` entries, ``P(s) + P(e)`` and
+    ``s + e``. A positive's placement is ``(s + e - P(s) - P(e)) / 2n`` (twice the negatives below it plus those tied
+    with it, over ``2n``); a negative's is ``(2m - P(s) - P(e)) / 2m``."""
+
+    row: np.ndarray
+    count_sum: np.ndarray
+    rank_sum: np.ndarray
+
+
+def _counts_per_group(tied: np.ndarray, positives_before: np.ndarray) -> Tuple[_Counts, np.ndarray, np.ndarray]:
+    """For many ties (rounded scores, small integers): the counts of each tie group of ``(R, L)`` sorted entries,
+    the group of each entry (flat, row-major) and the number of positives in each group."""
+    num_rows, length = tied.shape[0], tied.shape[1] + 1
+    starts = np.ones((num_rows, length), dtype=bool)
+    np.logical_not(tied, out=starts[:, 1:])
+    starts = starts.ravel()
+    group_of_entry = np.cumsum(starts, dtype=np.intp)
+    group_of_entry -= 1
+    group_start = np.flatnonzero(starts)
+    group_end = np.append(group_start[1:], starts.size)  # a row's last group ends where the next row starts
+    row = group_start // length
+    before = positives_before.ravel()  # L + 1 columns per row
+    at_start, at_end = before[group_start + row], before[group_end + row]
+    counts = _Counts(row, at_start + at_end, group_start + group_end - 2 * row * length)
+    return counts, group_of_entry, at_end - at_start
+
+
+def _counts_per_entry(keys: np.ndarray, tied: np.ndarray, positives_before: np.ndarray) -> _Counts:
+    """For few ties (continuous scores): the counts of every entry of ``(R, L)`` sorted entries, from the no-tie
+    values ``s = i``, ``e = i + 1``, corrected on the entries in a tie only."""
+    num_rows, length = keys.shape
+    count_sum = positives_before[:, :-1] + positives_before[:, 1:]
+    rank_sum = np.empty((num_rows, length), dtype=count_sum.dtype)
+    rank_sum[:] = np.arange(1, 2 * length, 2, dtype=count_sum.dtype)
+    counts = _Counts(np.arange(num_rows)[:, None], count_sum, rank_sum)
+    tied_before = np.zeros((num_rows, length), dtype=bool)
+    tied_before[:, 1:] = tied
+    tied_after = np.zeros((num_rows, length), dtype=bool)
+    tied_after[:, :-1] = tied
+    entries = np.flatnonzero(tied_before | tied_after)  # flat (row-major) indices, ascending
+    if entries.size == 0:
+        return counts
+    row = entries // length
+    # a group never spans two rows, and flat indices grow, so one running maximum (minimum) finds every bound
+    start = np.where(tied_before.ravel()[entries], 0, entries)
+    np.maximum.accumulate(start, out=start)
+    end = np.where(tied_after.ravel()[entries], entries.size + num_rows * length, entries + 1)[::-1]
+    end = np.minimum.accumulate(end)[::-1]
+    before = positives_before.ravel()
+    count_sum.ravel()[entries] = before[start + row] + before[end + row]
+    rank_sum.ravel()[entries] = start + end - 2 * row * length
+    return counts
+
+
 def delong_rows(rows: SortedRows, *, unbiased: bool = True) -> DelongRows:
     """AUC and per-case DeLong influence of every sorted row.
 
     With ``unbiased`` (the default) a case's influence is ``(placement - AUC) / sqrt(k (k - 1))``, k the size of its
     group, so that a row's sum of squares is DeLong's unbiased variance; with ``unbiased=False`` it is
     ``(placement - AUC) / k``, the first-order influence, for the cluster-robust variance of the micro average.
+
+    Placements are computed per tie group when ties are many (a quarter of the entries or more), and per entry
+    otherwise, where the group bookkeeping would cost more than it saves.
     """
     num_rows, length = rows.num_rows, rows.length
-    total = rows.keys.size
-    if total == 0:
+    if rows.keys.size == 0:
         empty = np.zeros(num_rows, dtype=np.int64)
         return DelongRows(np.full(num_rows, np.nan), empty, empty, np.zeros((num_rows, 0)), np.zeros(num_rows))
-    # tie groups: runs of equal scores within a row
-    starts_group = np.empty(total, dtype=bool)
-    starts_group[0] = True
-    np.not_equal(rows.keys[1:], rows.keys[:-1], out=starts_group[1:])
-    starts_group[::length] = True
-    counter = np.int32 if total < 2**31 else np.int64
-    group_of_entry = np.cumsum(starts_group, dtype=counter)
-    group_of_entry -= 1
-    group_start = np.flatnonzero(starts_group)
-    positives_before = np.zeros(total + 1, dtype=counter)
-    np.cumsum(rows.positive, out=positives_before[1:])
-    group_end = np.append(group_start[1:], total)
-    row_of_group = group_start // length
-    positives_below = (positives_before[group_start] - positives_before[row_of_group * length]).astype(np.int64)
-    positives_tied = (positives_before[group_end] - positives_before[group_start]).astype(np.int64)
-    negatives_below = (group_start - row_of_group * length) - positives_below
-    negatives_tied = (group_end - group_start) - positives_tied
-    row_starts = np.arange(num_rows) * length
-    positives = np.diff(np.append(positives_before[row_starts], positives_before[total])).astype(np.int64)
+    counter = np.int32 if 2 * length < 2**31 else np.int64
+    keys = rows.keys.reshape(num_rows, length)
+    positive = rows.positive.reshape(num_rows, length).view(bool)
+    positives_before = np.zeros((num_rows, length + 1), dtype=counter)
+    np.cumsum(positive, axis=1, dtype=counter, out=positives_before[:, 1:])
+    positives = positives_before[:, -1].astype(np.int64)
     negatives = length - positives
-    m, n = positives[row_of_group], negatives[row_of_group]
-    # integers per group: 2 * #negatives below + #negatives tied (for its positives), and
-    # 2 * #positives above + #positives tied (for its negatives)
-    twice_below = 2 * negatives_below + negatives_tied
-    twice_above = 2 * (m - positives_below - positives_tied) + positives_tied
-    first_group_of_row = np.searchsorted(row_of_group, np.arange(num_rows))
-    two_u = np.add.reduceat(positives_tied * twice_below, first_group_of_row)
+    tied = keys[:, 1:] == keys[:, :-1]
+    per_group = 4 * np.count_nonzero(tied) >= tied.size
+    if per_group:
+        counts, group_of_entry, positives_in_group = _counts_per_group(tied, positives_before)
+        # 2U: for each group, its positives times (2 * #negatives below + #negatives tied)
+        weighted = positives_in_group.astype(np.int64) * (counts.rank_sum - counts.count_sum)
+        two_u = np.zeros(num_rows, dtype=np.int64)
+        np.add.at(two_u, counts.row, weighted)
+    else:
+        counts = _counts_per_entry(keys, tied, positives_before)
+        two_u = np.where(positive, counts.rank_sum - counts.count_sum, 0).sum(axis=1, dtype=np.int64)
     auc = np.array([exact_auc(int(u), int(p), int(q)) for u, p, q in zip(two_u, positives, negatives)])
     defined = ~np.isnan(auc)
     if unbiased:
@@ -212,18 +300,29 @@ def delong_rows(rows: SortedRows, *, unbiased: bool = True) -> DelongRows:
         negative_scale = 1.0 / np.sqrt(np.maximum(negatives * (negatives - 1), 1))
     else:
         positive_scale, negative_scale = 1.0 / np.maximum(positives, 1), 1.0 / np.maximum(negatives, 1)
-    centre = np.where(defined, auc, 0.0)[row_of_group]
-    kept = np.where(defined, 1.0, 0.0)[row_of_group]
-    by_group_and_label = np.empty((group_start.size, 2), dtype=np.float64)
-    by_group_and_label[:, 0] = (twice_above / (2.0 * np.maximum(m, 1)) - centre) * negative_scale[row_of_group] * kept
-    by_group_and_label[:, 1] = (twice_below / (2.0 * np.maximum(n, 1)) - centre) * positive_scale[row_of_group] * kept
-    squares = negatives_tied * by_group_and_label[:, 0] ** 2 + positives_tied * by_group_and_label[:, 1] ** 2
-    variance = np.add.reduceat(squares, first_group_of_row)
-    group_of_entry *= 2
-    group_of_entry += rows.positive
+    centre = np.where(defined, auc, 0.0)
+    twice_m, twice_n = 2.0 * np.maximum(positives, 1), 2.0 * np.maximum(negatives, 1)
+    row = counts.row
+
+    def positive_influence():
+        return ((counts.rank_sum - counts.count_sum) / twice_n[row] - centre[row]) * positive_scale[row]
+
+    def negative_influence():
+        return ((twice_m[row] - counts.count_sum) / twice_m[row] - centre[row]) * negative_scale[row]
+
+    if per_group:
+        by_group_and_label = np.stack([negative_influence(), positive_influence()], axis=1).ravel()
+        group_of_entry *= 2
+        group_of_entry += rows.positive
+        sorted_influence = by_group_and_label.take(group_of_entry).reshape(num_rows, length)
+    else:
+        sorted_influence = np.where(positive, positive_influence(), negative_influence())
+    sorted_influence[~defined] = 0.0
     destination = rows.case.reshape(num_rows, length) + (np.arange(num_rows) * length)[:, None]
     influence = np.empty((num_rows, length), dtype=np.float64)
-    influence.ravel()[destination.ravel()] = by_group_and_label.ravel()[group_of_entry]
+    influence.ravel()[destination.ravel()] = sorted_influence.ravel()
+    # summed in case order, so that the variance does not depend on how ties were ordered by the sort
+    variance = np.einsum("ij,ij->i", influence, influence)
     return DelongRows(auc, positives, negatives, influence, variance)
 
 
