@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PIP := $(BIN)/python -m pip
 
-.PHONY: demo test benchmarks ipu-env test-ipu clean
+.PHONY: demo test benchmarks ipu-env test-ipu test-timm clean
 
 $(BIN)/activate:
 	$(PYTHON) -m venv $(VENV)
@@ -49,5 +49,21 @@ test-ipu: $(IPU_VENV)/.installed $(VENV)/.installed-train  ## the IPU stack's te
 	$(BIN)/python tests/ipu_env/make_export.py $(IPU_DATA)
 	NIH_CHESTXRAY14_IPU_DATA=$(abspath $(IPU_DATA)) $(IPU_BIN)/python -m pytest -c tests/ipu_env/pytest.ini tests/ipu_env
 
+# Starting from timm checkpoints: timm and torchvision in an environment of their own. PyPI's torchvision is built
+# for CUDA; beside the CPU-only torch of constraints.txt it can't import, and transformers imports it wherever it is
+# installed, so it stays out of .venv (which `make demo` uses). tests/timm_env/conftest.py makes it importable.
+TIMM_VENV ?= .venv-timm
+TIMM_BIN := $(TIMM_VENV)/bin
+
+$(TIMM_VENV)/.installed: setup.cfg constraints.txt
+	rm -rf $(TIMM_VENV)
+	$(PYTHON) -m venv $(TIMM_VENV)
+	$(TIMM_BIN)/python -m pip install --quiet --upgrade pip
+	$(TIMM_BIN)/python -m pip install --quiet -c constraints.txt -e ".[train,test,timm]"
+	touch $@
+
+test-timm: $(TIMM_VENV)/.installed  ## timm checkpoints: load, fine-tune, publish, heatmaps; in .venv-timm
+	$(TIMM_BIN)/python -m pytest -c tests/timm_env/pytest.ini tests/timm_env
+
 clean:
-	rm -rf $(VENV) $(IPU_VENV) demo-output .pytest_cache
+	rm -rf $(VENV) $(IPU_VENV) $(TIMM_VENV) demo-output .pytest_cache

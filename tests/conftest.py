@@ -12,5 +12,6 @@ os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
 
 pytest_plugins = ["hub_stand_in", "publish_fixtures"]
 
-# The IPU stack's tests run in their own environment (`make test-ipu`), never in this suite.
-collect_ignore = ["ipu_env", "ipu_sdk_stand_in"]
+# The IPU stack's tests and the timm tests run in their own environments (`make test-ipu`, `make test-timm`),
+# never in this suite.
+collect_ignore = ["ipu_env", "ipu_sdk_stand_in", "timm_env"]

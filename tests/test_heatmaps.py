@@ -243,3 +243,21 @@ def test_the_module_imports_only_what_a_space_has():
     imported |= {node.module.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
     third_party = imported - set(sys.stdlib_module_names) - {"__future__"}
     assert third_party <= {"numpy", "torch", "PIL", "transformers"}, third_party
+
+
+class TimmProcessor:
+    """What a timm checkpoint's processor (transformers' ``TimmWrapperImageProcessor``) exposes: timm's data config."""
+
+    def __init__(self, **data_config):
+        self.data_config = {"input_size": (3, 224, 224), "crop_pct": 0.875, **data_config}
+
+
+def test_the_window_of_timms_centre_crop_and_squash():
+    # centre: shortest edge to floor(224 / 0.875) = 256, the other edge int(256 * 1024 / 512) = 512; crop 224
+    left, top, right, bottom = input_window(TimmProcessor(crop_mode="center"), 512, 1024)
+    assert (left, right) == pytest.approx((16 * 2, 240 * 2)) and (top, bottom) == pytest.approx((144 * 2, 368 * 2))
+    # squash: both edges to 256, then the same crop
+    window = input_window(TimmProcessor(crop_mode="squash"), 512, 1024)
+    assert window == pytest.approx((16 * 2, 16 * 4, 240 * 2, 240 * 4))
+    with pytest.raises(ValueError, match="crop_mode 'border'"):
+        input_window(TimmProcessor(crop_mode="border"), 512, 1024)

@@ -22,8 +22,8 @@ Methods (:data:`METHODS`):
   ``R <- R + A_bar R`` from ``R = I``; the class token's row over the patch tokens is the map.
 - ``"gradcam"``: Selvaraju et al., "Grad-CAM", ICCV 2017, on the last feature map: for CNNs (ResNet, ConvNeXt, ...)
   the output of the last stage; for ViTs the tokens entering the last block (the last block's output patch tokens
-  do not reach a class-token classifier). Channels are weighted by their gradient averaged over positions, summed,
-  and negative values cut to 0.
+  do not reach a class-token classifier); the same for timm backbones (transformers' timm wrapper), read by a hook.
+  Channels are weighted by their gradient averaged over positions, summed, and negative values cut to 0.
 - ``"auto"``: :data:`DEFAULT_METHODS` for the model's kind (:func:`model_kind`), chosen by measured localization on
   synthetic releases with known boxes (the project README gives the figures).
 
@@ -221,13 +221,43 @@ def _gradient_maps(model, pixel_values: torch.Tensor, labels: torch.Tensor, meth
                 relevance = _gradient_rollout(attentions, gradients)
                 maps = _token_maps(relevance, height, width)
         else:
-            outputs = model(pixel_values=pixel_values, output_hidden_states=True)
-            features = _last_feature_map(model, outputs.hidden_states)
+            with _timm_features(model) as captured:
+                outputs = model(pixel_values=pixel_values, output_hidden_states=captured is None)
+            features = captured[0] if captured else _last_feature_map(model, outputs.hidden_states)
             score = outputs.logits.gather(1, labels[:, None]).sum()
             (gradient,) = torch.autograd.grad(score, features)
             with torch.no_grad():
                 maps = _gradcam(features, gradient, height, width)
     return outputs.logits.detach(), _scaled(maps)
+
+
+@contextlib.contextmanager
+def _timm_features(model) -> Iterator[Optional[List[torch.Tensor]]]:
+    """For a timm backbone wrapped by transformers (``TimmWrapperForImageClassification``): a list that receives
+    Grad-CAM's feature map during the forward pass, the same one as for transformers' models: the tokens entering
+    the last block of a ViT-like backbone (``blocks``), the last stage's output of a CNN (``stages``, or ResNet's
+    ``layer4``). Its hidden states are not used: timm returns them reshaped, off the path to the logits.
+
+    Yields None for other models, and raises ValueError for a timm backbone with neither.
+    """
+    backbone = getattr(model, "timm_model", None)
+    if backbone is None:
+        yield None
+        return
+    captured: List[torch.Tensor] = []
+    blocks = getattr(backbone, "blocks", None)
+    stages = getattr(backbone, "stages", None) or getattr(backbone, "layer4", None)
+    if isinstance(blocks, torch.nn.Sequential) and len(blocks):
+        handle = blocks[-1].register_forward_pre_hook(lambda module, args: captured.append(args[0]))
+    elif isinstance(stages, torch.nn.Module):
+        last = stages[-1] if isinstance(stages, torch.nn.Sequential) else stages
+        handle = last.register_forward_hook(lambda module, args, output: captured.append(output))
+    else:
+        raise ValueError(f"timm's {type(backbone).__name__} has neither blocks nor stages for Grad-CAM to read")
+    try:
+        yield captured
+    finally:
+        handle.remove()
 
 
 def _attention_rollout(model, pixel_values: torch.Tensor):
@@ -399,6 +429,9 @@ def input_window(image_processor, width: int, height: int) -> Window:
     Raises:
         ValueError: for a processor resized some other way.
     """
+    data_config = getattr(image_processor, "data_config", None)
+    if isinstance(data_config, dict) and "input_size" in data_config:
+        return _timm_window(data_config, width, height)
     size = _size_fields(getattr(image_processor, "size", None))
     if not getattr(image_processor, "do_resize", True):
         resized_width, resized_height = width, height
@@ -421,6 +454,29 @@ def input_window(image_processor, width: int, height: int) -> Window:
     if getattr(image_processor, "do_center_crop", False) and crop.get("height") and crop.get("width"):
         return _centre_crop(width, height, resized_width, resized_height, int(crop["width"]), int(crop["height"]))
     return (0.0, 0.0, float(width), float(height))
+
+
+def _timm_window(data_config: Dict, width: int, height: int) -> Window:
+    """The window of timm's evaluation transform: resize to ``floor(input size / crop_pct)`` (the shortest edge for
+    ``crop_mode="center"``, both edges for ``"squash"``), then a centre crop of the input size, rounded as
+    torchvision's ``Resize`` and ``CenterCrop`` round."""
+    crop_height, crop_width = (int(value) for value in data_config["input_size"][-2:])
+    crop_pct = float(data_config.get("crop_pct") or 1.0)
+    mode = data_config.get("crop_mode") or "center"
+    scale_height, scale_width = math.floor(crop_height / crop_pct), math.floor(crop_width / crop_pct)
+    if mode == "squash":
+        resized_width, resized_height = scale_width, scale_height
+    elif mode == "center" and scale_height == scale_width:
+        short, long = sorted((width, height))
+        resized_long = int(scale_height * long / short)
+        resized_width, resized_height = (scale_width, resized_long) if width <= height else (resized_long, scale_height)
+    else:
+        raise ValueError(f"cannot tell what part of the image timm's crop_mode {mode!r} keeps at input size "
+                         f"{crop_height}x{crop_width}; heatmaps know crop_mode 'center' (square inputs) and 'squash'")
+    top = int(round((resized_height - crop_height) / 2.0))
+    left = int(round((resized_width - crop_width) / 2.0))
+    scale_x, scale_y = resized_width / width, resized_height / height
+    return (left / scale_x, top / scale_y, (left + crop_width) / scale_x, (top + crop_height) / scale_y)
 
 
 def _centre_crop(width: int, height: int, resized_width: int, resized_height: int, crop_width: int,

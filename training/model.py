@@ -57,7 +57,7 @@ def build_config(model_args: ModelArguments):
             )
         except OSError as error:
             raise ValueError(f"--model_name_or_path {model_args.model_name_or_path!r}: {_first_line(error)}") from None
-        return _with_drop_path(config, model_args)
+        return _with_drop_path(_without_timm_head_size(config), model_args)
     config = CONFIG_MAPPING[model_args.model_type]()
     if model_args.config_overrides:
         for key, value in parse_config_overrides(model_args.config_overrides).items():
@@ -69,6 +69,19 @@ def build_config(model_args: ModelArguments):
     for key, value in label_settings().items():
         setattr(config, key, value)
     return _with_drop_path(config, model_args)
+
+
+def _without_timm_head_size(config):
+    """``config`` without the head size a timm checkpoint's ``model_args`` may carry.
+
+    timm writes ``num_classes`` (0 for a headless encoder) into the ``model_args`` it saves, and transformers' timm
+    wrapper passes both those and ``num_classes=num_labels`` to ``timm.create_model``, which refuses the repeat. The
+    recipe's head has 14 outputs, so the checkpoint's own count is dropped.
+    """
+    model_args = getattr(config, "model_args", None)
+    if config.model_type == "timm_wrapper" and isinstance(model_args, dict) and "num_classes" in model_args:
+        config.model_args = {key: value for key, value in model_args.items() if key != "num_classes"}
+    return config
 
 
 def _with_drop_path(config, model_args: ModelArguments):
