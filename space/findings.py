@@ -48,7 +48,9 @@ class OperatingPoint:
     """Per-finding thresholds on the sigmoid probability, and how they were chosen.
 
     Attributes:
-        thresholds: label name → threshold in [0, 1], one per label of the model.
+        thresholds: label name → threshold in [0, 1], for the labels of the model that have one (``training/
+            evaluate.py`` chooses thresholds for the 14 findings only, so a checkpoint with more outputs has some
+            labels without).
         rule: ``"youden"``, ``"max_f1"``, ``"sensitivity"`` or another name a later version may write.
         target_sensitivity: the sensitivity asked for under the ``"sensitivity"`` rule.
         chosen_on: the split the thresholds were chosen on (``"validation"``).
@@ -61,9 +63,11 @@ class OperatingPoint:
     chosen_on: Optional[str] = None
     num_images: Optional[int] = None
 
-    def is_positive(self, label: str, probability: float) -> bool:
-        """Whether ``probability`` calls ``label`` positive: ``probability >= threshold``."""
-        return probability >= self.thresholds[label]
+    def is_positive(self, label: str, probability: float) -> Optional[bool]:
+        """Whether ``probability`` calls ``label`` positive (``probability >= threshold``); None for a label without
+        a threshold, which gets no call."""
+        threshold = self.thresholds.get(label)
+        return None if threshold is None else probability >= threshold
 
     def describe(self) -> str:
         """One sentence on how the thresholds were chosen, for the page."""
@@ -80,9 +84,9 @@ def read_operating_point(path: Path, labels: Sequence[str]) -> OperatingPoint:
     """Read and check ``thresholds.json`` for a model with ``labels``.
 
     Raises:
-        ModelLoadError: if the file is not JSON, has no ``thresholds`` mapping, misses one of ``labels``, names a
+        ModelLoadError: if the file is not JSON, has no ``thresholds`` mapping, covers none of ``labels``, names a
             label the model doesn't have, or holds a threshold that is not a number in [0, 1]. The message names the
-            file.
+            file. Labels it leaves out get no call.
     """
     try:
         content = json.loads(Path(path).read_text(encoding="utf-8"))
@@ -91,14 +95,14 @@ def read_operating_point(path: Path, labels: Sequence[str]) -> OperatingPoint:
     thresholds = content.get("thresholds") if isinstance(content, dict) else None
     if not isinstance(thresholds, dict):
         raise ModelLoadError(f"{path} has no 'thresholds' mapping of label name to threshold")
-    missing = [label for label in labels if label not in thresholds]
     unknown = sorted(set(thresholds) - set(labels))
-    if missing or unknown:
+    if unknown or not thresholds:
         raise ModelLoadError(
-            f"{path} does not match the model's labels (config.id2label): missing {missing}, unknown {unknown}"
+            f"{path} does not match the model's labels (config.id2label): "
+            + (f"unknown {unknown}" if unknown else "it has no threshold for any of them")
         )
     checked: Dict[str, float] = {}
-    for label in labels:
+    for label in (label for label in labels if label in thresholds):
         value = thresholds[label]
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0 or math.isnan(value):
             raise ModelLoadError(f"{path}: the threshold of {label!r} is {value!r}, not a probability in [0, 1]")

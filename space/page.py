@@ -43,7 +43,8 @@ def findings_chart(probabilities: Mapping[str, float], operating_point: Optional
 
     Args:
         probabilities: label name → probability in [0, 1], in the model's label order.
-        operating_point: the model's thresholds, or None to show probabilities only.
+        operating_point: the model's thresholds, or None to show probabilities only. A label without a threshold
+            gets "no call".
     """
     ranked = sorted(probabilities.items(), key=lambda item: -item[1])  # sorted() is stable: ties stay in label order
     header = "<th>Finding</th><th></th><th>Probability</th>"
@@ -59,11 +60,14 @@ def findings_chart(probabilities: Mapping[str, float], operating_point: Optional
         row_class = ""
         if operating_point is not None:
             positive = operating_point.is_positive(label, probability)
-            row_class = "positive" if positive else "negative"
-            cells += (
-                f'<td class="call">{row_class}</td>'
-                f'<td class="threshold">{"≥" if positive else "<"} {operating_point.thresholds[label]:.4f}</td>'
-            )
+            if positive is None:  # thresholds.json has none for this label
+                cells += '<td class="call">no call</td><td class="threshold">none</td>'
+            else:
+                row_class = "positive" if positive else "negative"
+                cells += (
+                    f'<td class="call">{row_class}</td>'
+                    f'<td class="threshold">{"≥" if positive else "<"} {operating_point.thresholds[label]:.4f}</td>'
+                )
         rows.append(f'<tr class="{row_class}" data-finding="{escape(label, quote=True)}">{cells}</tr>')
     return f'<table><thead><tr>{header}</tr></thead><tbody>{"".join(rows)}</tbody></table>'
 

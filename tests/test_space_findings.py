@@ -97,7 +97,7 @@ def test_the_rule_is_described_in_words(rule, target, words):
 @pytest.mark.parametrize("content, message", [
     ("{not json", "cannot be read as JSON"),
     (json.dumps({"rule": "youden"}), "no 'thresholds' mapping"),
-    (json.dumps({"thresholds": {label: 0.5 for label in LABELS[:-1]}}), "missing \\['Hernia'\\]"),
+    (json.dumps({"thresholds": {}}), "no threshold for any of them"),
     (json.dumps({"thresholds": {**{label: 0.5 for label in LABELS}, "Fracture": 0.5}}), "unknown \\['Fracture'\\]"),
     (json.dumps({"thresholds": {**{label: 0.5 for label in LABELS}, "Edema": 1.5}}), "'Edema' is 1.5"),
     (json.dumps({"thresholds": {**{label: 0.5 for label in LABELS}, "Edema": "0.3"}}), "'Edema' is '0.3'"),
@@ -108,6 +108,19 @@ def test_a_malformed_thresholds_json_is_refused_with_the_reason(tmp_path, conten
     with pytest.raises(ModelLoadError, match=message) as raised:
         read_operating_point(path, LABELS)
     assert str(path) in str(raised.value)
+
+
+def test_labels_without_a_threshold_get_no_call(tmp_path):
+    # training/evaluate.py chooses thresholds for the 14 findings only; a checkpoint may have more outputs
+    path = tmp_path / "thresholds.json"
+    path.write_text(json.dumps({"thresholds": {"Effusion": 0.3}, "rule": "youden"}))
+    point = read_operating_point(path, [*LABELS, "Fracture"])
+    assert point.thresholds == {"Effusion": 0.3}
+    assert point.is_positive("Effusion", 0.31) is True and point.is_positive("Effusion", 0.29) is False
+    assert point.is_positive("Fracture", 0.99) is None
+    chart = findings_chart({"Effusion": 0.31, "Fracture": 0.99}, point)
+    fracture_row = chart[chart.index('data-finding="Fracture"'):].split("</tr>")[0]
+    assert "no call" in fracture_row and "positive" not in fracture_row and "≥ 0.3000" in chart
 
 
 def test_a_missing_model_gives_a_clear_error(tmp_path):
