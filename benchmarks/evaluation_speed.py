@@ -47,7 +47,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 if str(REPO_ROOT) not in sys.path:  # the recipe's modules live in the clone, as in transformers' examples
     sys.path.insert(0, str(REPO_ROOT))
 
-from roc_auc_speed import median_seconds, metadata_dir  # noqa: E402  (the sibling benchmark's timing and data paths)
+from roc_auc_speed import median_seconds, metadata_dir, official_test_metadata  # noqa: E402  (the sibling benchmark's)
 
 from nih_chestxray14.labels import LABELS  # noqa: E402
 from training.evaluation.calibration import fit_scaling  # noqa: E402
@@ -61,29 +61,6 @@ from metrics.roc_auc_multilabel import roc_auc_by_subgroup  # noqa: E402
 NUM_TEST_IMAGES = 25_596
 NUM_VALIDATION_IMAGES = 8_569
 TARGET = 2.0
-
-
-def official_test_metadata(folder: Path) -> Optional[Tuple[np.ndarray, Dict[str, np.ndarray]]]:
-    """Labels ``(25596, 14)`` and metadata columns of NIH's official test images, or None without the metadata."""
-    if not folder.is_dir():
-        return None
-    from nih_chestxray14.errors import MissingMetadataError
-    from nih_chestxray14.labels import multi_hot
-    from nih_chestxray14.metadata import read_release_metadata
-
-    try:
-        release = read_release_metadata(str(folder))
-    except MissingMetadataError:
-        return None
-    entries = [release.entries[name] for name in release.test]
-    labels = np.asarray([multi_hot(entry.findings) for entry in entries], dtype=np.int8)
-    metadata = {
-        "patient_id": np.asarray([entry.patient_id for entry in entries]),
-        "sex": np.asarray([entry.sex for entry in entries]),
-        "age": np.asarray([entry.age for entry in entries]),
-        "view_position": np.asarray([entry.view_position for entry in entries]),
-    }
-    return labels, metadata
 
 
 def synthetic_metadata(rng: np.random.Generator, num_images: int) -> Tuple[np.ndarray, Dict[str, np.ndarray]]:

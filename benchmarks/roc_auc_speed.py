@@ -68,9 +68,9 @@ def metadata_dir() -> Path:
     return Path(os.environ.get("NIH_CHESTXRAY14_METADATA", default))
 
 
-def official_test_set(folder: Path) -> Optional[Tuple[np.ndarray, Dict[str, np.ndarray]]]:
-    """Multi-hot labels ``(25596, 14)`` of the official test images and their subgroup masks (sex, age band, view),
-    or None when the metadata is absent."""
+def official_test_metadata(folder: Path) -> Optional[Tuple[np.ndarray, Dict[str, np.ndarray]]]:
+    """Multi-hot labels ``(25596, 14)`` of NIH's official test images and their metadata columns (``patient_id``,
+    ``sex``, ``age``, ``view_position``), or None when the metadata is absent."""
     if not folder.is_dir():
         return None
     from nih_chestxray14.errors import MissingMetadataError
@@ -83,10 +83,24 @@ def official_test_set(folder: Path) -> Optional[Tuple[np.ndarray, Dict[str, np.n
         return None
     entries = [release.entries[name] for name in release.test]
     labels = np.asarray([multi_hot(entry.findings) for entry in entries], dtype=np.int8)
-    sex = np.asarray([entry.sex for entry in entries])
-    age = np.asarray([entry.age for entry in entries])
-    view = np.asarray([entry.view_position for entry in entries])
-    return labels, subgroup_masks(sex == "M", np.searchsorted(AGE_BANDS, age, side="right") - 1, view == "PA")
+    columns = {
+        "patient_id": np.asarray([entry.patient_id for entry in entries]),
+        "sex": np.asarray([entry.sex for entry in entries]),
+        "age": np.asarray([entry.age for entry in entries]),
+        "view_position": np.asarray([entry.view_position for entry in entries]),
+    }
+    return labels, columns
+
+
+def official_test_set(folder: Path) -> Optional[Tuple[np.ndarray, Dict[str, np.ndarray]]]:
+    """Multi-hot labels ``(25596, 14)`` of the official test images and their subgroup masks (sex, age band, view),
+    or None when the metadata is absent."""
+    official = official_test_metadata(folder)
+    if official is None:
+        return None
+    labels, columns = official
+    age_band = np.searchsorted(AGE_BANDS, columns["age"], side="right") - 1
+    return labels, subgroup_masks(columns["sex"] == "M", age_band, columns["view_position"] == "PA")
 
 
 def synthetic_test_set(rng: np.random.Generator) -> Tuple[np.ndarray, Dict[str, np.ndarray]]:

@@ -40,9 +40,6 @@ Every error names the file and line.
 
 from __future__ import annotations
 
-import csv
-import gzip
-import io
 import logging
 import os
 from dataclasses import dataclass, field
@@ -53,6 +50,7 @@ import numpy as np
 from .errors import ExpertLabelError, MissingMetadataError
 from .expert_findings import EXPERT_FINDINGS, MAPPED_FINDINGS
 from .metadata import IMAGE_NAME, ReleaseMetadata, read_release_metadata
+from .text_files import read_csv_rows
 
 logger = logging.getLogger(__name__)
 
@@ -214,22 +212,6 @@ def _check_google_split(google_split: str) -> str:
     return google_split
 
 
-def _open_text(path: str):
-    if path.endswith(".gz"):
-        return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8-sig", newline="")
-    return open(path, encoding="utf-8-sig", newline="")
-
-
-def _read_rows(path: str) -> List[List[str]]:
-    try:
-        with _open_text(path) as handle:
-            return list(csv.reader(handle))
-    except FileNotFoundError:
-        raise MissingMetadataError(f"{path} not found") from None
-    except (UnicodeDecodeError, csv.Error, OSError, EOFError) as error:
-        raise ExpertLabelError(f"{path} is not a readable CSV file ({error}); download it again") from None
-
-
 def _columns(path: str, header: Sequence[str]) -> Dict[str, int]:
     columns: Dict[str, int] = {}
     for index, cell in enumerate(header):
@@ -280,7 +262,7 @@ def read_expert_label_file(path, google_split: Optional[str] = None) -> Tuple[Di
     path = os.fspath(path)
     if google_split is not None:
         _check_google_split(google_split)
-    rows = _read_rows(path)
+    rows = read_csv_rows(path, ExpertLabelError)
     if not rows:
         raise ExpertLabelError(f"{path} is empty")
     columns = _columns(path, rows[0])

@@ -24,9 +24,6 @@ Every parse error raises :class:`~nih_chestxray14.errors.MetadataError` (or
 
 from __future__ import annotations
 
-import csv
-import gzip
-import io
 import logging
 import math
 import os
@@ -36,6 +33,7 @@ from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
 from .errors import MetadataError, MissingMetadataError
 from .labels import UnknownFindingError, canonical_finding, parse_findings
+from .text_files import read_csv_rows, read_lines
 
 logger = logging.getLogger(__name__)
 
@@ -140,22 +138,6 @@ class ReleaseMetadata:
     bbox_csv: Optional[str] = None
 
 
-def _open_text(path: str):
-    if path.endswith(".gz"):
-        return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8-sig", newline="")
-    return open(path, encoding="utf-8-sig", newline="")
-
-
-def _read_rows(path: str) -> List[List[str]]:
-    try:
-        with _open_text(path) as handle:
-            return list(csv.reader(handle))
-    except FileNotFoundError:
-        raise MissingMetadataError(f"{path} not found") from None
-    except (UnicodeDecodeError, csv.Error, OSError, EOFError) as error:
-        raise MetadataError(f"{path} is not a readable CSV file ({error}); download it again from NIH") from None
-
-
 def _entry_columns(path: str, header: Sequence[str]) -> Dict[str, int]:
     columns: Dict[str, int] = {}
     for index, cell in enumerate(header):
@@ -246,7 +228,7 @@ def read_entries(path: str) -> Dict[str, EntryRow]:
         UnknownFindingError: for a finding name that is not one of the 14 (message names file, line and image).
     """
     path = os.fspath(path)
-    rows = _read_rows(path)
+    rows = read_csv_rows(path, MetadataError, "download it again from NIH")
     if not rows:
         raise MetadataError(f"{path} is empty; download it again from NIH")
     columns = _entry_columns(path, rows[0])
@@ -271,13 +253,7 @@ def read_split_list(path: str) -> List[str]:
         MetadataError: for a line that is not an image name of NIH's form, or a name listed twice.
     """
     path = os.fspath(path)
-    try:
-        with _open_text(path) as handle:
-            lines = handle.read().splitlines()
-    except FileNotFoundError:
-        raise MissingMetadataError(f"{path} not found") from None
-    except (UnicodeDecodeError, OSError, EOFError) as error:
-        raise MetadataError(f"{path} is not a readable text file ({error})") from None
+    lines = read_lines(path)
     names: List[str] = []
     seen = set()
     for line, text in enumerate(lines, start=1):
@@ -303,7 +279,7 @@ def read_boxes(path: str) -> Dict[str, List[BoundingBox]]:
         UnknownFindingError: for a finding name that is not one of the 14.
     """
     path = os.fspath(path)
-    rows = _read_rows(path)
+    rows = read_csv_rows(path, MetadataError, "download it again from NIH")
     if not rows or [cell.strip().lower() for cell in rows[0][:2]] != ["image index", "finding label"]:
         raise MetadataError(
             f"{path}, line 1: expected the header 'Image Index,Finding Label,Bbox [x,y,w,h],,,'"

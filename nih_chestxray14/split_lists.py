@@ -27,9 +27,7 @@ The lists are part of the cache key by their content (SHA-256), not only their p
 
 from __future__ import annotations
 
-import gzip
 import hashlib
-import io
 import logging
 import os
 import re
@@ -39,6 +37,7 @@ from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 from .errors import MetadataError, MissingMetadataError, SplitError
 from .labels import NUM_LABELS
 from .metadata import IMAGE_NAME
+from .text_files import read_lines
 from .splits import SPLITS, TEST, TRAIN, VALIDATION, SplitAssignment, validation_threshold, validation_bucket
 
 logger = logging.getLogger(__name__)
@@ -133,12 +132,6 @@ def normalize_split_lists(split_lists) -> Dict[str, str]:
     return resolved
 
 
-def _open_text(path: str):
-    if path.endswith(".gz"):
-        return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8-sig", newline="")
-    return open(path, encoding="utf-8-sig", newline="")
-
-
 def _labels_after(fields: Sequence[str]) -> Optional[Tuple[int, ...]]:
     if len(fields) == NUM_LABELS and all(field in ("0", "1") for field in fields):
         return tuple(int(field) for field in fields)
@@ -153,15 +146,9 @@ def read_list_file(split: str, path: str) -> SplitList:
         MetadataError: for an unreadable file, a line whose first field is not an image name of NIH's form, a name
             listed twice, or a file with no image at all; the message names the file and line.
     """
-    try:
-        with open(path, "rb") as handle:
-            digest = hashlib.sha256(handle.read()).hexdigest()
-        with _open_text(path) as handle:
-            lines = handle.read().splitlines()
-    except FileNotFoundError:
-        raise MissingMetadataError(f"{path} not found") from None
-    except (UnicodeDecodeError, OSError, EOFError) as error:
-        raise MetadataError(f"{path} is not a readable text file ({error})") from None
+    lines = read_lines(path)
+    with open(path, "rb") as handle:  # read_lines has found and read it
+        digest = hashlib.sha256(handle.read()).hexdigest()
     images: List[ListedImage] = []
     first_line: Dict[str, int] = {}
     for line, text in enumerate(lines, start=1):
