@@ -184,7 +184,9 @@ def full_loop_rate(model_key: str, device: torch.device, batch_size: int, steps:
             "--cache_dir", str(workdir / "cache"), "--output_dir", str(workdir / "output"),
             "--do_train", "--max_steps", str(warmup + steps), "--per_device_train_batch_size", str(batch_size),
             "--eval_strategy", "no", "--save_strategy", "no", "--load_best_model_at_end", "false",
-            "--logging_steps", str(10**6), "--dataloader_drop_last", "true", "--seed", "0"]
+            "--logging_steps", str(10**6), "--dataloader_drop_last", "true", "--seed", "0",
+            # the model-only step clips no gradients, and neither does the real job's config
+            "--max_grad_norm", "0"]
     argv += ["--config_overrides", overrides] if overrides else []
     argv += ["--use_cpu"] if device.type == "cpu" else []
     argv += ["--torch_compile"] if compile_model else []

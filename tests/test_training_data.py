@@ -66,6 +66,17 @@ def test_collate_stacks_uint8_pixels_with_their_sizes_and_float_labels():
     np.testing.assert_array_equal(batch["pixel_values"][1, 0].numpy(), output["pixel_values"][1])
 
 
+def test_the_sizes_stay_on_the_host_when_the_trainer_moves_a_batch_to_the_accelerator():
+    # The Trainer (through accelerate) moves every tensor of a batch; the augmentation reads the sizes on the CPU,
+    # and sizes copied back from a GPU would make the host wait for the device at every step.
+    from accelerate.utils import send_to_device
+
+    output = decode_xrays({"image": [xray((40, 30), seed=s) for s in range(2)], "labels": labels(2)})
+    moved = send_to_device(collate_xrays(examples(output)), torch.device("meta"), non_blocking=True)
+    assert moved["pixel_values"].device.type == "meta" and moved["labels"].device.type == "meta"
+    assert isinstance(moved["image_sizes"], np.ndarray) and moved["image_sizes"].tolist() == [[30, 40]] * 2
+
+
 def test_images_of_different_sizes_share_a_batch_in_the_top_left_corner_of_a_zero_canvas():
     output = decode_xrays({"image": [xray((40, 30)), xray((20, 50), seed=1)]})
     batch = collate_xrays(examples(output))
@@ -104,7 +115,7 @@ def test_the_loader_gives_the_same_batches_in_the_main_process_and_in_two_worker
     assert len(in_process) == len(in_workers) == 3
     for one, other in zip(in_process, in_workers):
         assert one.keys() == other.keys() == {"pixel_values", "image_sizes", "labels"}
-        assert all(torch.equal(one[key], other[key]) for key in one)
+        assert all(torch.equal(torch.as_tensor(one[key]), torch.as_tensor(other[key])) for key in one)
 
 
 def test_decode_collate_and_the_host_collator_cross_process_boundaries():

@@ -50,8 +50,21 @@ def test_gpu_defaults_turn_on_bf16_tf32_and_data_loader_workers():
     assert gpu["bf16"] and gpu["tf32"] and gpu["optim"] == "adamw_torch_fused"
     assert gpu["dataloader_num_workers"] == 8 and gpu["dataloader_persistent_workers"] and gpu["dataloader_pin_memory"]
     assert recipe_defaults(cuda_available=True, bf16_supported=False, cpus_per_process=4)["fp16"]
+    assert gpu["accelerator_config"] == {"non_blocking": True}  # batch copies overlap the step before
     cpu = recipe_defaults(cuda_available=False, bf16_supported=False, cpus_per_process=2)
-    assert "bf16" not in cpu and "dataloader_num_workers" not in cpu
+    assert "bf16" not in cpu and "dataloader_num_workers" not in cpu and "accelerator_config" not in cpu
+    assert gpu["logging_nan_inf_filter"] is False and cpu["logging_nan_inf_filter"] is False  # a NaN loss shows
+
+
+def test_the_gpu_defaults_parse_into_training_arguments(tmp_path):
+    from transformers import TrainingArguments
+
+    gpu = recipe_defaults(cuda_available=True, bf16_supported=True, cpus_per_process=4)
+    defaults = {key: gpu[key] for key in ("accelerator_config", "logging_nan_inf_filter", "dataloader_num_workers")}
+    _, _, _, training_args = parse_arguments(
+        ["--model_type", "vit", "--data_dir", str(tmp_path), "--output_dir", str(tmp_path)], TrainingArguments,
+        defaults=defaults)
+    assert training_args.accelerator_config.non_blocking and not training_args.logging_nan_inf_filter
 
 
 @pytest.mark.parametrize(

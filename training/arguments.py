@@ -492,7 +492,8 @@ def recipe_defaults(cuda_available: bool, bf16_supported: bool, cpus_per_process
     """``TrainingArguments`` defaults of this recipe, for the hardware at hand.
 
     On CUDA: bf16 and TF32 where the GPU has them (fp16 otherwise), several data-loader workers with pinned memory
-    kept alive between epochs. On CPU the data loader stays in the main process and precision stays fp32.
+    kept alive between epochs, and batches copied to the GPU without waiting for it. On CPU the data loader stays in
+    the main process and precision stays fp32. Everywhere: NaN and infinite losses are logged as they are.
     """
     defaults: Dict[str, Any] = {
         "eval_strategy": "epoch",
@@ -508,6 +509,9 @@ def recipe_defaults(cuda_available: bool, bf16_supported: bool, cpus_per_process
         "optim": "adamw_torch_fused",
         # Every parameter of an image classifier takes part in each step; the search for unused ones costs a pass.
         "ddp_find_unused_parameters": False,
+        # A NaN or infinite loss is logged as it is, not replaced by the running mean, which would hide a diverging
+        # run; the filter's check also made the host wait for the device at every step.
+        "logging_nan_inf_filter": False,
     }
     if cuda_available:
         if bf16_supported:
@@ -520,6 +524,8 @@ def recipe_defaults(cuda_available: bool, bf16_supported: bool, cpus_per_process
             dataloader_pin_memory=True,
             dataloader_persistent_workers=True,
             dataloader_prefetch_factor=4,
+            # batches from pinned memory are copied while the previous step still runs, instead of after it
+            accelerator_config={"non_blocking": True},
         )
     else:
         defaults.update(dataloader_pin_memory=False)  # pinned memory only helps host-to-GPU copies

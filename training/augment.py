@@ -207,9 +207,9 @@ def draw_augmentations(image_sizes: torch.Tensor, augmentation: AugmentationConf
     generator's state and the image sizes.
 
     Args:
-        image_sizes: (N, 2) integer ``height, width`` of each image.
+        image_sizes: (N, 2) integer ``height, width`` of each image (NumPy or torch, best on the CPU).
     """
-    sizes = image_sizes.detach().to("cpu", torch.float64)
+    sizes = host_sizes(image_sizes).to(torch.float64)
     count = sizes.shape[0]
 
     def uniform(low: float, high: float, *shape: int) -> torch.Tensor:
@@ -270,7 +270,7 @@ class AugmentAndNormalise:
         Raises:
             ValueError: if the shapes disagree or the pixels are not ``uint8``.
         """
-        _check_batch(pixel_values, image_sizes)
+        image_sizes = _check_batch(pixel_values, image_sizes)
         if self.augmentation is None:
             return self.evaluation(pixel_values, image_sizes, dtype)
         draws = draw_augmentations(image_sizes, self.augmentation, generator)
@@ -291,7 +291,7 @@ class AugmentAndNormalise:
 
         Arguments and result as in :meth:`training`; no randomness.
         """
-        _check_batch(pixel_values, image_sizes)
+        image_sizes = _check_batch(pixel_values, image_sizes)
         crop, output = self.geometry.crop_size, None
         sizes = [tuple(size) for size in image_sizes.tolist()]
         for height, width in sorted(set(sizes)):  # images of one size are resized together; usually all are
@@ -312,8 +312,8 @@ class AugmentAndNormalise:
 
     def _normalise(self, grey: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
         """(N, 1, H, W) in [0, 1] → (N, 3, H, W) ``(x - mean) / std`` per channel: grey becomes three channels."""
-        mean = torch.tensor(self.geometry.image_mean, dtype=grey.dtype, device=grey.device).view(1, 3, 1, 1)
-        std = torch.tensor(self.geometry.image_std, dtype=grey.dtype, device=grey.device).view(1, 3, 1, 1)
+        mean = _to_device(torch.tensor(self.geometry.image_mean, dtype=grey.dtype).view(1, 3, 1, 1), grey.device)
+        std = _to_device(torch.tensor(self.geometry.image_std, dtype=grey.dtype).view(1, 3, 1, 1), grey.device)
         return torch.addcmul(-mean / std, grey, 1 / std).to(dtype)
 
 
@@ -395,16 +395,32 @@ def augmentation_seed(*keys: int) -> int:
     return (int(state[0]) << 31) ^ int(state[1])
 
 
-def _check_batch(pixel_values: torch.Tensor, image_sizes: torch.Tensor) -> None:
+def host_sizes(image_sizes: Any) -> torch.Tensor:
+    """``image_sizes`` (a NumPy array, as :func:`training.data.collate_xrays` gives them, or a tensor) as an int64
+    tensor on the CPU. Sizes the Trainer has moved to an accelerator are copied back, which waits for the device."""
+    if isinstance(image_sizes, torch.Tensor):
+        return image_sizes.detach().to("cpu", torch.int64)
+    return torch.as_tensor(np.asarray(image_sizes), dtype=torch.int64)
+
+
+def _to_device(values: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """A small CPU tensor on ``device``. ``non_blocking``: a blocking copy from the host first waits for all the
+    work queued on the device, which would stall the training loop once per step."""
+    return values.to(device, non_blocking=True)
+
+
+def _check_batch(pixel_values: torch.Tensor, image_sizes: Any) -> torch.Tensor:
+    """The batch's sizes on the CPU (:func:`host_sizes`), after checking them against the pixels."""
     if pixel_values.dtype != torch.uint8 or pixel_values.ndim != 4 or pixel_values.shape[1] != 1:
         raise ValueError(f"pixel_values must be uint8 (N, 1, H, W), got {pixel_values.dtype} "
                          f"{tuple(pixel_values.shape)}")
-    if tuple(image_sizes.shape) != (pixel_values.shape[0], 2):
-        raise ValueError(f"image_sizes must be (N, 2) = ({pixel_values.shape[0]}, 2), got {tuple(image_sizes.shape)}")
-    sizes = image_sizes.detach().cpu()
+    sizes = host_sizes(image_sizes)
+    if tuple(sizes.shape) != (pixel_values.shape[0], 2):
+        raise ValueError(f"image_sizes must be (N, 2) = ({pixel_values.shape[0]}, 2), got {tuple(sizes.shape)}")
     if bool((sizes < 1).any()) or bool((sizes > torch.tensor(pixel_values.shape[-2:])).any()):
         raise ValueError(f"image_sizes must lie within the pixels' {tuple(pixel_values.shape[-2:])}, got "
                          f"{sorted(set(map(tuple, sizes.tolist())))}")
+    return sizes
 
 
 def _shrink_factor(draws: AugmentationDraws, out: int) -> int:
@@ -435,7 +451,7 @@ def _resample(pixel_values: torch.Tensor, draws: AugmentationDraws, out: int, fa
     # The same map in grid_sample's coordinates, [-1, 1] across the output and across the source tensor.
     theta = torch.stack([a * out / width, b * out / width, (a * out + b * out + 2 * c) / width - 1,
                          d * out / height, e * out / height, (d * out + e * out + 2 * f) / height - 1], dim=1)
-    grid = _affine_grid(theta.to(source.device, torch.float32), out)
+    grid = _affine_grid(_to_device(theta.to(torch.float32), source.device), out)
     return F.grid_sample(source, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
 
 
@@ -453,8 +469,8 @@ def _affine_grid(theta: torch.Tensor, out: int) -> torch.Tensor:
 
 def _jitter(grey: torch.Tensor, brightness: torch.Tensor, contrast: torch.Tensor) -> torch.Tensor:
     """Brightness, then contrast about the image's mean, per image; (N, 1, H, W) in [0, 255] → [0, 1], clipped."""
-    brightness = brightness.to(grey.device, grey.dtype).view(-1, 1, 1, 1)
-    contrast = contrast.to(grey.device, grey.dtype).view(-1, 1, 1, 1)
+    brightness = _to_device(brightness.to(grey.dtype), grey.device).view(-1, 1, 1, 1)
+    contrast = _to_device(contrast.to(grey.dtype), grey.device).view(-1, 1, 1, 1)
     mean = grey.mean(dim=(2, 3), keepdim=True)
     # (x - m) * b * c + m * b for x, m in [0, 1], folded into one multiply and one add per pixel
     gain = brightness * contrast / 255.0

@@ -146,8 +146,9 @@ def xray_view(dataset: datasets.Dataset) -> datasets.Dataset:
     return dataset.with_transform(decode_xrays, columns=COLUMNS)
 
 
-def collate_xrays(examples: Sequence[Mapping[str, Any]]) -> Dict[str, torch.Tensor]:
-    """Stack decoded examples: ``pixel_values`` ``uint8`` (N, 1, H, W), ``image_sizes`` (N, 2), ``labels`` (N, 14).
+def collate_xrays(examples: Sequence[Mapping[str, Any]]) -> Dict[str, Any]:
+    """Stack decoded examples: ``pixel_values`` ``uint8`` tensor (N, 1, H, W), ``image_sizes`` int64 NumPy (N, 2),
+    ``labels`` float32 tensor (N, 14).
 
     Images of different sizes share a batch: each sits in the top-left corner of an H × W canvas (the largest height
     and width), zeros elsewhere, and ``image_sizes`` holds its own ``height, width``. Labels are float32, as
@@ -170,7 +171,9 @@ def collate_xrays(examples: Sequence[Mapping[str, Any]]) -> Dict[str, torch.Tens
         pixels = np.zeros((len(images), height, width), dtype=np.uint8)
         for canvas, image in zip(pixels, images):
             canvas[: image.shape[0], : image.shape[1]] = image
-    batch = {"pixel_values": torch.from_numpy(pixels)[:, None], "image_sizes": torch.from_numpy(sizes)}
+    # the sizes stay a NumPy array: the Trainer moves tensors to the accelerator, and the augmentation reads them on
+    # the CPU, where a copy back would wait for the device once per step
+    batch = {"pixel_values": torch.from_numpy(pixels)[:, None], "image_sizes": sizes}
     if "labels" in examples[0]:
         labels = torch.as_tensor(np.asarray([example["labels"] for example in examples], dtype=np.float32))
         if labels.ndim != 2 or labels.shape[1] != NUM_LABELS:
