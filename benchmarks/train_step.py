@@ -34,7 +34,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Callable, Dict, List, Optional
 
 import torch
 from transformers import AutoModelForImageClassification, TrainerCallback, TrainingArguments, ViTConfig
@@ -90,9 +90,9 @@ def make_model(spec: ModelSpec, attn_implementation: str, device: torch.device) 
     return model.to(device).train()
 
 
-def images_per_second(spec: ModelSpec, setup: StepSetup, device: torch.device, batch_size: int, steps: int,
-                      warmup: int) -> float:
-    """Run ``warmup`` untimed and ``steps`` timed training steps; return images/s over the timed ones."""
+def training_step(spec: ModelSpec, setup: StepSetup, device: torch.device, batch_size: int) -> Callable[[], None]:
+    """One set-up's whole training step (forward, BCE loss, backward, AdamW) on a fixed synthetic batch on
+    ``device``, as a function to call."""
     model = make_model(spec, setup.attn_implementation, device)
     if setup.fused_adamw:
         optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=True)
@@ -111,6 +111,13 @@ def images_per_second(spec: ModelSpec, setup: StepSetup, device: torch.device, b
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
 
+    return step
+
+
+def images_per_second(spec: ModelSpec, setup: StepSetup, device: torch.device, batch_size: int, steps: int,
+                      warmup: int) -> float:
+    """Run ``warmup`` untimed and ``steps`` timed training steps; return images/s over the timed ones."""
+    step = training_step(spec, setup, device, batch_size)
     for _ in range(warmup):
         step()
     _synchronize(device)
@@ -215,20 +222,7 @@ def profile_steps(spec: ModelSpec, setup: "StepSetup", device: torch.device, bat
     """Profile ``steps`` model-only recipe steps; write a Chrome trace into ``folder``; return the top operators."""
     from torch.profiler import ProfilerActivity, profile
 
-    model = make_model(spec, setup.attn_implementation, device)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=setup.fused_adamw)
-    forward = torch.compile(model) if setup.compile else model
-    size = model.config.image_size
-    pixel_values = torch.randn(batch_size, 3, size, size, device=device)
-    labels = torch.zeros(batch_size, NUM_LABELS, device=device)
-
-    def step() -> None:
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=setup.autocast_bf16):
-            loss = forward(pixel_values=pixel_values, labels=labels).loss
-        loss.backward()
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-
+    step = training_step(spec, setup, device, batch_size)
     for _ in range(3):
         step()
     _synchronize(device)

@@ -8,10 +8,11 @@ version (or nothing) in place.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Iterator, Union
+from typing import Any, Iterator, Union
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -53,3 +54,8 @@ def atomic_write(target: PathLike, data: Union[bytes, str], encoding: str = "utf
     with atomic_path(target) as partial:
         partial.write_bytes(payload)
     return Path(target)
+
+
+def atomic_write_json(target: PathLike, content: Any, *, sort_keys: bool = False) -> Path:
+    """Write ``content`` as indented JSON with a final newline to ``target`` atomically (:func:`atomic_write`)."""
+    return atomic_write(target, json.dumps(content, indent=2, sort_keys=sort_keys) + "\n")

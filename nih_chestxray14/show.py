@@ -25,6 +25,38 @@ def grid_shape(count: int, columns: Optional[int] = None) -> tuple[int, int]:
     return int(np.ceil(count / columns)), columns
 
 
+def grid_axes(count: int, columns: Optional[int], cell_size: int, title_share: float = _TITLE_SHARE):
+    """A figure of ``count`` square cells of ``cell_size`` pixels, ``columns`` per row (:func:`grid_shape`), and one
+    axes per cell, in reading order, below a band of ``title_share`` of the cell left for its title.
+
+    Returns:
+        ``(figure, axes)``: a matplotlib ``Figure`` on the Agg canvas and a list of ``count`` axes.
+    """
+    rows, columns = grid_shape(count, columns)
+    figure = Figure(figsize=(columns * cell_size / _DPI, rows * cell_size / _DPI), dpi=_DPI)
+    FigureCanvasAgg(figure)
+    cell_width, cell_height, margin = 1 / columns, 1 / rows, 0.02
+    axes = []
+    for position in range(count):
+        row, column = divmod(position, columns)
+        axes.append(figure.add_axes((
+            (column + margin) * cell_width,
+            (rows - row - 1 + margin) * cell_height,
+            (1 - 2 * margin) * cell_width,
+            (1 - title_share - margin) * cell_height,
+        )))
+    return figure, axes
+
+
+def save_grid(figure: Figure, out: os.PathLike) -> Path:
+    """Save a :func:`grid_axes` figure as a PNG at its own size, atomically; return the path."""
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(out) as partial:
+        figure.savefig(partial, dpi=_DPI, format="png")
+    return out
+
+
 def title_of(example: dict, findings_names) -> str:
     """``"00000001_000.png\\nCardiomegaly, Effusion"``; "No Finding" for an image with none of the 14."""
     names = [findings_names.int2str(index) for index in example["findings"]]
@@ -55,26 +87,11 @@ def show_grid(dataset: Dataset, out: os.PathLike, *, count: int = 16, columns: O
         indices = list(range(count))
     else:
         indices = sorted(np.random.default_rng(seed).choice(len(dataset), size=count, replace=False).tolist())
-    rows, columns = grid_shape(count, columns)
-
-    figure = Figure(figsize=(columns * cell_size / _DPI, rows * cell_size / _DPI), dpi=_DPI)
-    FigureCanvasAgg(figure)
+    figure, cells = grid_axes(count, columns, cell_size)
     findings_names = dataset.features["findings"].feature
     title_size = max(5, cell_size // 28)
-    cell_width, cell_height, margin = 1 / columns, 1 / rows, 0.02
-    for position, example in enumerate(dataset.select(indices)):
-        row, column = divmod(position, columns)
-        # each cell: the image below, its title in the top _TITLE_SHARE of the cell
-        axes = figure.add_axes((
-            (column + margin) * cell_width,
-            (rows - row - 1 + margin) * cell_height,
-            (1 - 2 * margin) * cell_width,
-            (1 - _TITLE_SHARE - margin) * cell_height,
-        ))
+    for axes, example in zip(cells, dataset.select(indices)):
         axes.imshow(np.asarray(example["image"].convert("L")), cmap="gray", vmin=0, vmax=255, aspect="equal")
         axes.set_title(title_of(example, findings_names), fontsize=title_size, pad=2)
         axes.axis("off")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(out) as partial:
-        figure.savefig(partial, dpi=_DPI, format="png")
-    return out
+    return save_grid(figure, out)

@@ -1,20 +1,13 @@
 """The evaluation benchmark runs end to end on a small synthetic test set (a smoke test: speed is never asserted)."""
 
-import importlib.util
 import re
-import sys
-from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+from benchmark_modules import BENCHMARKS, load_benchmark
 
 
 def test_the_evaluation_benchmark_reports_the_evaluation_beside_scikit_learn(capsys, monkeypatch):
-    monkeypatch.syspath_prepend(str(REPO_ROOT / "benchmarks"))  # it imports its sibling, roc_auc_speed.py
-    spec = importlib.util.spec_from_file_location("benchmark_evaluation_speed",
-                                                  REPO_ROOT / "benchmarks" / "evaluation_speed.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
+    monkeypatch.syspath_prepend(str(BENCHMARKS))  # it imports its sibling, roc_auc_speed.py
+    module = load_benchmark("evaluation_speed")
     module.main(["--repeats", "1", "--num-images", "600", "--scores", "continuous"])
     output = capsys.readouterr().out
     rows = [line for line in output.splitlines() if line.startswith("| ") and not line.startswith(("| what", "| ---"))]

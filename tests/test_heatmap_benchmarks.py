@@ -1,20 +1,9 @@
 """The heatmap benchmarks run end to end on a tiny workload (a smoke test: speed itself is never asserted here)."""
 
-import importlib.util
-import sys
-from pathlib import Path
 
 import pytest
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-
-
-def load_benchmark(name):
-    spec = importlib.util.spec_from_file_location(f"benchmark_{name}", REPO_ROOT / "benchmarks" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up by name
-    spec.loader.exec_module(module)
-    return module
+from benchmark_modules import load_benchmark
 
 
 def test_heatmap_speed_reports_each_method_against_the_forward_pass(capsys):

@@ -118,10 +118,11 @@ def test_integer_scores_beyond_2_to_the_53_keep_their_order(dtype):
     "scores",
     [
         0.5 + np.arange(40) * 2.0**-50,  # float64 that differ in their last bits only
-        np.arange(40, dtype=np.int64) + 2**60,  # integers that float64 can't tell apart
+        np.arange(40, dtype=np.int64) + 2**60,  # integers that float64 can't tell apart (a 32-bit range)
+        np.append(np.arange(39, dtype=np.int64) + 2**60, -(2**40)),  # the same, spread beyond 32 bits
         np.linspace(-1.0, 1.0, 40),  # plain floats, with -0.0 and 0.0 made one value below
     ],
-    ids=["last-bits", "int64", "plain"],
+    ids=["last-bits", "int64", "int64-wide", "plain"],
 )
 def test_intervals_rank_64_bit_scores_as_their_exact_order(scores):
     # Wide scores are sorted by their leading bits first; the result must be that of their exact ranks.

@@ -28,7 +28,6 @@ Arguments are parsed as ``training/run.py``'s (dataclasses, flags or one ``.json
 
 from __future__ import annotations
 
-import json
 import logging
 import sys
 from dataclasses import dataclass, field
@@ -44,7 +43,7 @@ elif str(_REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(_REPO_ROOT))
 
 from nih_chestxray14.errors import NIHChestXray14Error  # noqa: E402
-from nih_chestxray14.files import atomic_write  # noqa: E402
+from nih_chestxray14.files import atomic_write_json  # noqa: E402
 from nih_chestxray14.labels import LABELS  # noqa: E402
 from training.arguments import (  # noqa: E402
     DataTrainingArguments,
@@ -194,7 +193,7 @@ def compare(argv: Sequence[str]) -> Dict[str, Any]:
     comparison = compare_prediction_files(*arguments.compare, confidence_level=arguments.confidence_level)
     output = Path(arguments.output_file)
     output.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write(output, json.dumps(comparison, indent=2) + "\n")
+    atomic_write_json(output, comparison)
     print(comparison_table(comparison))
     print(f"\nwritten to {output}")
     return comparison

@@ -47,7 +47,7 @@ from functools import lru_cache, reduce
 from pathlib import Path
 from typing import Any, Dict, Mapping, Optional, Tuple
 
-from nih_chestxray14.files import atomic_path, atomic_write
+from nih_chestxray14.files import atomic_path, atomic_write, atomic_write_json
 
 logger = logging.getLogger(__name__)
 
@@ -302,7 +302,7 @@ def publish_weights_as_safetensors(folder: str | os.PathLike) -> Path:
     config_path = folder / CONFIG_NAME
     config = json.loads(config_path.read_text(encoding="utf-8"))
     config["torch_dtype"] = "float32"
-    atomic_write(config_path, json.dumps(config, indent=2, sort_keys=True) + "\n")
+    atomic_write_json(config_path, config, sort_keys=True)
     pickle.unlink()
     logger.info("Saved the model as float32 %s (IPUTrainer trains and saves it in fp16)", target)
     return target

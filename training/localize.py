@@ -22,7 +22,6 @@ The recipe (``training/run.py --do_predict``) calls :func:`localize_test_split` 
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import sys
 import zipfile
@@ -43,7 +42,7 @@ from PIL import Image  # noqa: E402
 from transformers import HfArgumentParser  # noqa: E402
 
 from nih_chestxray14.errors import NIHChestXray14Error  # noqa: E402
-from nih_chestxray14.files import atomic_path, atomic_write  # noqa: E402
+from nih_chestxray14.files import atomic_path, atomic_write_json  # noqa: E402
 from nih_chestxray14.metadata import BOX_FRAME  # noqa: E402
 from training.arguments import BUILDER_DATASET, DataTrainingArguments  # noqa: E402
 from training.augment import AugmentAndNormalise, ImageGeometry  # noqa: E402
@@ -268,7 +267,7 @@ def localize(model, image_processor, split: datasets.Dataset, output_dir: Path, 
         "findings": _in_order(tally.summary(), names),
         "random_lung_field_baseline": {"seed": seed, "findings": _in_order(baseline.summary(), names)},
     }
-    atomic_write(output_dir / SUMMARY_FILE, json.dumps(summary, indent=2) + "\n")
+    atomic_write_json(output_dir / SUMMARY_FILE, summary)
     draw_overlays(overlays, output_dir / FIGURE_FILE)
     summary["figure"] = FIGURE_FILE
     return summary

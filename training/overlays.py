@@ -11,16 +11,12 @@ from typing import Sequence, Tuple
 
 import numpy as np
 from matplotlib import colormaps
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
-from nih_chestxray14.files import atomic_path
-from nih_chestxray14.show import grid_shape
+from nih_chestxray14.show import grid_axes, save_grid
 
 Box = Tuple[float, float, float, float]
 
-_DPI = 100
 _TITLE_SHARE = 0.2
 TRUTH_COLOUR = "lime"
 DETECTED_COLOUR = "yellow"
@@ -58,19 +54,9 @@ def draw_overlays(overlays: Sequence[Overlay], out: Path, *, columns: int = 4, c
     """
     if not overlays:
         raise ValueError("no heatmaps to draw")
-    rows, columns = grid_shape(len(overlays), min(columns, len(overlays)))
-    figure = Figure(figsize=(columns * cell_size / _DPI, rows * cell_size / _DPI), dpi=_DPI)
-    FigureCanvasAgg(figure)
+    figure, cells = grid_axes(len(overlays), min(columns, len(overlays)), cell_size, title_share=_TITLE_SHARE)
     title_size = max(5, cell_size // 30)
-    cell_width, cell_height, margin = 1 / columns, 1 / rows, 0.02
-    for position, overlay in enumerate(overlays):
-        row, column = divmod(position, columns)
-        axes = figure.add_axes((
-            (column + margin) * cell_width,
-            (rows - row - 1 + margin) * cell_height,
-            (1 - 2 * margin) * cell_width,
-            (1 - _TITLE_SHARE - margin) * cell_height,
-        ))
+    for axes, overlay in zip(cells, overlays):
         width, height = overlay.frame_size
         extent = (0, width, height, 0)  # frame pixels, y down, whatever the arrays' resolution
         axes.imshow(overlay.image, cmap="gray", vmin=0, vmax=255, extent=extent, interpolation="bilinear")
@@ -82,11 +68,7 @@ def draw_overlays(overlays: Sequence[Overlay], out: Path, *, columns: int = 4, c
         axes.set_ylim(height, 0)
         axes.set_title(overlay.title, fontsize=title_size, pad=2)
         axes.axis("off")
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(out) as partial:
-        figure.savefig(partial, dpi=_DPI, format="png")
-    return out
+    return save_grid(figure, out)
 
 
 def _translucent(heatmap: np.ndarray) -> np.ndarray:

@@ -75,7 +75,7 @@ def pooled_auc(labels: np.ndarray, scores: np.ndarray) -> float:
 
 def _order_preserving_keys(scores: np.ndarray) -> Optional[np.ndarray]:
     """uint32 keys that order and tie exactly as ``scores`` do, or None when 32 bits can't hold every score exactly
-    (float64 beyond float32's precision, 64-bit integers)."""
+    (float64 beyond float32's precision, 64-bit integers spread over more than 2**32 values)."""
     if scores.dtype.kind == "f":
         if scores.dtype == np.float32:
             narrow = scores
@@ -90,6 +90,8 @@ def _order_preserving_keys(scores: np.ndarray) -> Optional[np.ndarray]:
         return signed.view(np.uint32) ^ np.uint32(0x80000000)
     if scores.dtype.itemsize <= 4:  # integers of up to 32 bits (uint8 from bool)
         return (scores.astype(np.int64) - np.iinfo(scores.dtype).min).astype(np.uint32)
+    if scores.size and int(scores.max()) - int(scores.min()) < 2**32:  # 64-bit integers within a 32-bit range
+        return (scores - scores.min()).astype(np.uint32)
     return None
 
 

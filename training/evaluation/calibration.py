@@ -27,7 +27,7 @@ from typing import Any, Dict, Optional, Sequence, Tuple
 
 import numpy as np
 
-from nih_chestxray14.files import atomic_write
+from nih_chestxray14.files import atomic_write_json
 
 __all__ = [
     "CALIBRATION_FILE",
@@ -258,7 +258,7 @@ def calibration_report(
 def write_scaling(folder, scaling: CalibrationScaling) -> Path:
     """Write ``folder/calibration.json`` atomically; return its path."""
     path = Path(folder) / CALIBRATION_FILE
-    atomic_write(path, json.dumps(scaling.to_json(), indent=2) + "\n")
+    atomic_write_json(path, scaling.to_json())
     return path
 
 

@@ -27,7 +27,7 @@ from typing import Any, Dict, Optional, Sequence, Tuple
 
 import numpy as np
 
-from nih_chestxray14.files import atomic_write
+from nih_chestxray14.files import atomic_write_json
 from training.evaluation.proportions import proportions
 
 __all__ = [
@@ -305,7 +305,7 @@ def operating_point_report(
 def write_thresholds(folder, operating_points: OperatingPoints) -> Path:
     """Write ``folder/thresholds.json`` atomically; return its path."""
     path = Path(folder) / THRESHOLDS_FILE
-    atomic_write(path, json.dumps(operating_points.to_json(), indent=2) + "\n")
+    atomic_write_json(path, operating_points.to_json())
     return path
 
 

@@ -17,13 +17,12 @@ validation split, the caller may pass the model's own ``thresholds.json`` and ``
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional
 
-from nih_chestxray14.files import atomic_write
+from nih_chestxray14.files import atomic_write_json
 from training.evaluation.calibration import CALIBRATION_FILE, CalibrationScaling, fit_scaling, write_scaling
 from training.evaluation.operating_points import OperatingPoints, choose_thresholds, write_thresholds
 from training.evaluation.predictions import ScoredSplit, predictions_file, write_predictions
@@ -65,7 +64,7 @@ def write_split_files(output_dir, scored: ScoredSplit, report: Mapping[str, Any]
     """Write ``predictions_<split>.parquet`` and ``evaluation_<split>.json`` (NaN as ``NaN``) atomically."""
     output_dir = Path(output_dir)
     predictions = write_predictions(output_dir / predictions_file(scored.split), scored)
-    evaluation = atomic_write(output_dir / evaluation_file(scored.split), json.dumps(report, indent=2) + "\n")
+    evaluation = atomic_write_json(output_dir / evaluation_file(scored.split), report)
     return [predictions, evaluation]
 
 
